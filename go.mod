@@ -1,0 +1,3 @@
+module github.com/applbuild/applbuild
+
+go 1.26.8
