@@ -1,0 +1,104 @@
+// Command applbuild builds appliance images for whole clusters: pick a
+// personality and a target, get ready-to-run images.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/applbuild/applbuild/personalities"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitSpec  = 2 // a mistake in the spec, the site file, --set or the command line
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// usageError marks a mistake in how the command was called.
+type usageError struct{ error }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "applbuild:", err)
+	var specErrs personalities.Errors
+	var uerr usageError
+	switch {
+	case errors.As(err, &specErrs), errors.As(err, &uerr), errors.Is(err, personalities.ErrUnknown):
+		return exitSpec
+	}
+	return exitError
+}
+
+// globals are the flags every command shares.
+type globals struct {
+	stdout, stderr io.Writer
+	verbose        bool
+	dirs           []string
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "applbuild",
+		Short: "Build appliance images for whole clusters",
+		Long: `applbuild builds ready-to-run appliance images from a personality (what the
+appliance does: web-cluster, nfs-ha, ...) for a target (xen, raw, usb).
+
+A personality is YAML: embedded in the binary, or a file of yours that can
+extend the embedded ones. A site file and --set change it for your site.`,
+		Example: `  applbuild list
+  applbuild plan web-cluster
+  applbuild render web-cluster --site site.yaml --out rendered/
+  applbuild build web-cluster --target xen`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+			level := slog.LevelInfo
+			if g.verbose {
+				level = slog.LevelDebug
+			}
+			slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log every external command")
+	root.PersistentFlags().StringSliceVar(&g.dirs, "personalities", nil, "extra `DIR` of personality YAML files (searched before the embedded ones)")
+	root.AddCommand(newListCmd(g), newShowCmd(g), newPlanCmd(g), newRenderCmd(g), newVolfilesCmd(g))
+	return root
+}
+
+func (g *globals) library() personalities.Library { return personalities.Library{Dirs: g.dirs} }
+
+// exactArgs is cobra.ExactArgs with a usage error, so it exits 2.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
