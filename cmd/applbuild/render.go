@@ -3,5 +3,3 @@ package main
 import "github.com/spf13/cobra"
 
 func newRenderCmd(g *globals) *cobra.Command { return &cobra.Command{Use: "render", Hidden: true} }
-
-func newVolfilesCmd(g *globals) *cobra.Command { return &cobra.Command{Use: "volfiles", Hidden: true} }

@@ -1,0 +1,149 @@
+// Package keys derives every secret a cluster needs (corosync authkey, ssh
+// host and root keys) from one master secret, so a rebuild with the same
+// secret gives the same bytes and two sites with different secrets share
+// nothing. The master secret never enters the Plan.
+package keys
+
+import (
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Ring derives keys from a master secret.
+type Ring struct{ master []byte }
+
+// MinSecret is the shortest master secret accepted.
+const MinSecret = 16
+
+// New makes a Ring from master.
+func New(master []byte) (*Ring, error) {
+	if len(master) < MinSecret {
+		return nil, fmt.Errorf("secret is %d bytes, want at least %d", len(master), MinSecret)
+	}
+	return &Ring{master: append([]byte(nil), master...)}, nil
+}
+
+// Bytes derives n bytes for label (HMAC-SHA256 in counter mode).
+func (r *Ring) Bytes(label string, n int) []byte {
+	out := make([]byte, 0, n+sha256.Size)
+	for i := uint32(1); len(out) < n; i++ {
+		m := hmac.New(sha256.New, r.master)
+		var ctr [4]byte
+		binary.BigEndian.PutUint32(ctr[:], i)
+		m.Write(ctr[:])
+		m.Write([]byte(label))
+		out = m.Sum(out)
+	}
+	return out[:n]
+}
+
+// SSHKey is an ed25519 key pair in OpenSSH formats.
+type SSHKey struct {
+	Private []byte // "-----BEGIN OPENSSH PRIVATE KEY-----" PEM
+	Public  string // "ssh-ed25519 AAAA... comment"
+}
+
+// SSH derives the ed25519 key for label. The private key file is written
+// without randomness (OpenSSH's check integers come from the key too), so
+// it is reproducible.
+func (r *Ring) SSH(label, comment string) SSHKey {
+	seed := r.Bytes("ssh-ed25519/"+label, ed25519.SeedSize)
+	priv := ed25519.NewKeyFromSeed(seed)
+	pub := priv.Public().(ed25519.PublicKey)
+	pubBlob := sshString(nil, []byte("ssh-ed25519"))
+	pubBlob = sshString(pubBlob, pub)
+
+	check := binary.BigEndian.Uint32(r.Bytes("ssh-check/"+label, 4))
+	var body []byte
+	body = binary.BigEndian.AppendUint32(body, check)
+	body = binary.BigEndian.AppendUint32(body, check)
+	body = sshString(body, []byte("ssh-ed25519"))
+	body = sshString(body, pub)
+	body = sshString(body, priv) // 64 bytes: seed then public key
+	body = sshString(body, []byte(comment))
+	for i := byte(1); len(body)%8 != 0; i++ {
+		body = append(body, i)
+	}
+	var blob []byte
+	blob = append(blob, "openssh-key-v1\x00"...)
+	blob = sshString(blob, []byte("none"))
+	blob = sshString(blob, []byte("none"))
+	blob = sshString(blob, nil)
+	blob = binary.BigEndian.AppendUint32(blob, 1)
+	blob = sshString(blob, pubBlob)
+	blob = sshString(blob, body)
+	return SSHKey{
+		Private: pem.EncodeToMemory(&pem.Block{Type: "OPENSSH PRIVATE KEY", Bytes: blob}),
+		Public:  "ssh-ed25519 " + base64.StdEncoding.EncodeToString(pubBlob) + " " + comment,
+	}
+}
+
+func sshString(b, s []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
+}
+
+// LoadOrCreate reads the master secret at path, creating it (32 random
+// bytes, mode 0600, written atomically) when it does not exist yet.
+func LoadOrCreate(path string) ([]byte, bool, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return b, false, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, false, err
+	}
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, false, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".secret-*")
+	if err != nil {
+		return nil, false, err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(secret); err != nil {
+		tmp.Close()
+		return nil, false, err
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return nil, false, err
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, false, err
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, os.ErrExist) { // another build made it first
+			b, err := os.ReadFile(path)
+			return b, false, err
+		}
+		return nil, false, err
+	}
+	return secret, true, nil
+}
+
+// DefaultPath is where the master secret lives when --secret is not given.
+func DefaultPath() string {
+	dir := os.Getenv("XDG_CONFIG_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			home = "/root"
+		}
+		dir = filepath.Join(home, ".config")
+	}
+	return filepath.Join(dir, "applbuild", "secret")
+}
