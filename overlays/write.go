@@ -11,6 +11,9 @@ import (
 // content, modes and symlinks. Owners are not applied (render runs as any
 // user); the build applies them from the image's own passwd.
 func WriteTree(dir string, files []File) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
 	for _, f := range files {
 		dst := filepath.Join(dir, strings.TrimPrefix(f.Path, "/"))
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {

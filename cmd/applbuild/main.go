@@ -56,6 +56,7 @@ type globals struct {
 	stdout, stderr io.Writer
 	verbose        bool
 	dirs           []string
+	secret         string
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
@@ -87,6 +88,7 @@ extend the embedded ones. A site file and --set change it for your site.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log every external command")
 	root.PersistentFlags().StringSliceVar(&g.dirs, "personalities", nil, "extra `DIR` of personality YAML files (searched before the embedded ones)")
+	root.PersistentFlags().StringVar(&g.secret, "secret", "", "site secret `FILE` all generated keys derive from (default ~/.config/applbuild/secret)")
 	root.AddCommand(newListCmd(g), newShowCmd(g), newPlanCmd(g), newRenderCmd(g), newVolfilesCmd(g))
 	return root
 }
