@@ -16,10 +16,13 @@
 // pinned; it leaves out metadata_csum_seed and orphan_file, which GRUB 2.06
 // (pvgrub2) cannot read.
 //
-// mke2fs copies each file's atime, mtime and ctime from the source tree, so
-// two extractions of the same tarball give different images unless the
-// tree's timestamps are the same; callers that need byte equality across
-// builds must build from the same tree (the rootfs cache does).
+// mke2fs copies each file's atime and ctime from the source tree and
+// leaves the root directory at wall-clock time; atime moves whenever the
+// tree is read and ctime is when it was unpacked. MakeExt4 therefore pins
+// atime and ctime to each file's mtime, and the root's times to
+// Ext4Options.Time, with one debugfs pass, so two unpackings of the same
+// tarball give the same image (the tests build from two copies and
+// compare sha256).
 //
 // # Why LVM2 in Go
 //
