@@ -89,19 +89,28 @@ func (l Library) Load(ref string, opt Options) (*Spec, error) {
 // Load is Library{}.Load: embedded personalities and paths only.
 func Load(ref string, opt Options) (*Spec, error) { return Library{}.Load(ref, opt) }
 
-// resolve loads ref and everything it extends, merged parents first.
+// resolve loads ref and everything it extends, merged parents first. stack
+// holds the files being resolved, to catch cycles.
 func (l Library) resolve(ref string, src *source, stack []string) (*yaml.Node, string, error) {
-	for _, s := range stack {
-		if s == ref {
-			return nil, "", fmt.Errorf("extends cycle: %s -> %s", strings.Join(stack, " -> "), ref)
-		}
+	from := ""
+	if len(stack) > 0 {
+		from = stack[len(stack)-1]
 	}
-	stack = append(stack, ref)
-	file, read, name, err := l.find(ref, stack)
+	loc, err := l.find(ref, from)
 	if err != nil {
 		return nil, "", err
 	}
-	doc, err := readDoc(file, read, src)
+	file, name, id := loc.file, loc.name, loc.file
+	if loc.embedded {
+		id = embeddedPrefix + file
+	}
+	for _, s := range stack {
+		if s == id {
+			return nil, "", fmt.Errorf("extends cycle: %s -> %s", strings.Join(stack, " -> "), id)
+		}
+	}
+	stack = append(stack, id)
+	doc, err := readDoc(file, loc.read(), src)
 	if err != nil {
 		return nil, "", err
 	}
@@ -151,30 +160,51 @@ func extendsList(v *yaml.Node, src *source) ([]parentRef, error) {
 
 type readFunc func(string) ([]byte, error)
 
-// find locates ref. A ref with a slash or a .yaml/.yml suffix is a path; a
-// parent named from a user file is looked up beside that file first.
-func (l Library) find(ref string, stack []string) (file string, read readFunc, name string, err error) {
+// embeddedPrefix marks an embedded file in the extends stack: its parents
+// are embedded too, never looked up beside it on disk.
+const embeddedPrefix = "embedded:"
+
+// located is a personality file found by name or path.
+type located struct {
+	file     string // path on disk, or name in the embedded set
+	name     string // personality name
+	embedded bool
+}
+
+func (l located) read() readFunc {
+	if l.embedded {
+		return func(p string) ([]byte, error) { return fs.ReadFile(embedded, p) }
+	}
+	return os.ReadFile
+}
+
+// find locates ref. A ref with a slash or a .yaml/.yml suffix is a path,
+// relative to the file that extends it; a name named from a user file is
+// looked up beside that file first, then in Dirs, then embedded.
+func (l Library) find(ref, from string) (located, error) {
+	fromUser := from != "" && !strings.HasPrefix(from, embeddedPrefix)
 	if isPath(ref) {
-		return ref, os.ReadFile, strings.TrimSuffix(strings.TrimSuffix(filepath.Base(ref), ".yaml"), ".yml"), nil
+		if fromUser && !filepath.IsAbs(ref) {
+			ref = filepath.Join(filepath.Dir(from), ref)
+		}
+		return located{file: filepath.Clean(ref), name: strings.TrimSuffix(strings.TrimSuffix(filepath.Base(ref), ".yaml"), ".yml")}, nil
 	}
 	dirs := append([]string(nil), l.Dirs...)
-	if len(stack) > 1 {
-		if parent := stack[len(stack)-2]; isPath(parent) {
-			dirs = append([]string{filepath.Dir(parent)}, dirs...)
-		}
+	if fromUser {
+		dirs = append([]string{filepath.Dir(from)}, dirs...)
 	}
 	for _, d := range dirs {
 		for _, ext := range []string{".yaml", ".yml"} {
 			p := filepath.Join(d, ref+ext)
 			if _, err := os.Stat(p); err == nil {
-				return p, os.ReadFile, ref, nil
+				return located{file: p, name: ref}, nil
 			}
 		}
 	}
 	if _, err := fs.Stat(embedded, ref+".yaml"); err == nil {
-		return ref + ".yaml", func(p string) ([]byte, error) { return fs.ReadFile(embedded, p) }, ref, nil
+		return located{file: ref + ".yaml", name: ref, embedded: true}, nil
 	}
-	return "", nil, "", fmt.Errorf("%w %q (applbuild list shows them; a file path needs a / or .yaml)", ErrUnknown, ref)
+	return located{}, fmt.Errorf("%w %q (applbuild list shows them; a file path needs a / or .yaml)", ErrUnknown, ref)
 }
 
 func isPath(ref string) bool {
@@ -190,7 +220,7 @@ func readDoc(file string, read readFunc, src *source) (*yaml.Node, error) {
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return nil, syntaxError(file, err)
+		return nil, syntaxError(file, b, err)
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}, nil
@@ -213,15 +243,26 @@ func record(n *yaml.Node, file string, src *source) {
 	}
 }
 
-// syntaxError turns yaml.v3's "yaml: line 3: ..." into file:3: ....
-func syntaxError(file string, err error) error {
+// syntaxError turns yaml.v3's "yaml: line 3: ..." into file:3: .... The
+// parser often names the line where the enclosing block began rather than
+// the bad line, so the line is found again as the shortest prefix of the
+// file that fails the same way.
+func syntaxError(file string, b []byte, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	var line int
 	if n, _ := fmt.Sscanf(msg, "line %d:", &line); n == 1 {
-		rest := strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
-		return Errors{{Pos: Pos{File: file, Line: line}, Msg: rest}}
+		msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
 	}
-	return Errors{{Pos: Pos{File: file}, Msg: msg}}
+	lines := strings.SplitAfter(string(b), "\n")
+	for k := 1; k <= len(lines); k++ {
+		var n yaml.Node
+		perr := yaml.Unmarshal([]byte(strings.Join(lines[:k], "")), &n)
+		if perr != nil && strings.HasSuffix(perr.Error(), msg) {
+			line = k
+			break
+		}
+	}
+	return Errors{{Pos: Pos{File: file, Line: line}, Msg: msg}}
 }
 
 // setDoc turns "cluster.memory=512M" into a one-path YAML document.
@@ -321,11 +362,11 @@ func (l Library) List() ([]Info, error) {
 
 // isMixin reads only the file's own mixin: key.
 func (l Library) isMixin(name string) bool {
-	file, read, _, err := l.find(name, []string{name})
+	loc, err := l.find(name, "")
 	if err != nil {
 		return false
 	}
-	b, err := read(file)
+	b, err := loc.read()(loc.file)
 	if err != nil {
 		return false
 	}

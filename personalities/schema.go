@@ -72,7 +72,17 @@ func walkSchema(n *yaml.Node, t reflect.Type, path string, src *source, errs *Er
 			bad("want a list, got %s", kindName(n))
 			return
 		}
+		// Items merge by name across files, so a name twice in one file
+		// would silently fold two items into one: refuse it here.
+		names := map[string]bool{}
 		for i, it := range n.Content {
+			if name := itemName(it); name != "" {
+				if names[name] {
+					_, v := lookup(it, "name")
+					*errs = append(*errs, Error{Pos: src.pos(v), Msg: fmt.Sprintf("%q defined twice in %s", name, path)})
+				}
+				names[name] = true
+			}
 			walkSchema(it, t.Elem(), fmt.Sprintf("%s[%s]", path, itemLabel(it, i)), src, errs)
 		}
 	case reflect.String:

@@ -256,12 +256,21 @@ func (s *Spec) validateDisks(bad badFunc) {
 	if d.Swap != 0 && d.Swap < MinSwapSize {
 		bad(s.at("disks", "swap"), "disks.swap %s: want 0 (none) or at least %s", d.Swap, MinSwapSize)
 	}
-	var need, have Size
-	for _, v := range s.Gluster.Volumes {
+	// A volume that does not fit is reported at the largest one: that is
+	// the value most likely just raised.
+	var need, have, largest Size
+	where := s.at("disks", "pvs")
+	for i, v := range s.Gluster.Volumes {
 		need += roundExtent(v.Size)
+		if v.Size > largest {
+			largest, where = v.Size, s.at("gluster", "volumes", i, "size")
+		}
 	}
-	for _, r := range s.DRBD {
+	for i, r := range s.DRBD {
 		need += roundExtent(r.Size) + roundExtent(drbdMetaSize(r.Size))
+		if r.Size > largest {
+			largest, where = r.Size, s.at("drbd", i, "size")
+		}
 	}
 	for i, pv := range d.PVs {
 		if pv <= lvmOverhead {
@@ -274,7 +283,7 @@ func (s *Spec) validateDisks(bad badFunc) {
 		bad(s.at("disks", "vg"), "disks.vg: missing (e.g. \"{node}_vg0\")")
 	}
 	if need > have {
-		bad(s.at("disks", "pvs"), "the volumes need %s of LVM space, the PVs hold %s: raise disks.pvs or shrink the volumes", need.Human(), have.Human())
+		bad(where, "the volumes need %s of LVM space, the PVs hold %s: raise disks.pvs or shrink the volumes", need.Human(), have.Human())
 	}
 }
 
@@ -411,7 +420,7 @@ func (s *Spec) validateDRBD(bad badFunc) {
 		return
 	}
 	if s.Cluster.Nodes != 2 {
-		bad(s.at("drbd"), "drbd needs exactly 2 nodes, the cluster has %d", s.Cluster.Nodes)
+		bad(s.at("cluster", "nodes"), "drbd needs exactly 2 nodes, the cluster has %d", s.Cluster.Nodes)
 	}
 	names, ports, minors := map[string]bool{}, map[int]bool{}, map[int]bool{}
 	for i, r := range s.DRBD {
