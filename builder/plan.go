@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/applbuild/applbuild/builder/disk"
 	p "github.com/applbuild/applbuild/personalities"
 )
 
@@ -719,14 +720,8 @@ func (pl *Plan) Node(name string) *Node {
 	return nil
 }
 
-// UUID derives a stable RFC 4122 (version 4 layout) UUID for purpose.
-func (pl *Plan) UUID(purpose string) string {
-	h := sha256.Sum256([]byte(pl.Seed + "/uuid/" + purpose))
-	b := h[:16]
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
+// UUID derives the stable UUID of purpose ("n1/root") from the seed.
+func (pl *Plan) UUID(purpose string) string { return disk.UUIDFromSeed(pl.Seed, purpose) }
 
 // mac is a stable locally-unique MAC in Xen's OUI 00:16:3e.
 func (pl *Plan) mac(node string) string {
