@@ -21,7 +21,9 @@ func newShowCmd(g *globals) *cobra.Command {
 			}
 			enc := yaml.NewEncoder(g.stdout)
 			enc.SetIndent(2)
-			if err := enc.Encode(s); err != nil {
+			// The merged YAML tree, not the decoded struct: it shows what
+			// the files said (with their comments), not every zero value.
+			if err := enc.Encode(s.Node()); err != nil {
 				return err
 			}
 			return enc.Close()

@@ -1,0 +1,71 @@
+SHELL := /bin/bash
+# applbuild — build, test, end-to-end and benchmarks.
+#
+#   make run     install what is needed, build applbuild, build web-cluster for Xen into out/
+#   make test    every generator and validator, fast (minutes), strict: a missing tool fails
+#   make e2e     a real build from the Debian mirror and a QEMU boot of n1 (tens of minutes)
+#   make bench   benchmarks against the peers, written to docs/benchmarks.md
+
+GO       ?= go
+BIN      := bin/applbuild
+OUT      ?= out
+CACHE    ?=
+GOFLAGS  ?=
+
+# Debian packages: what a build needs, and what the tests validate with.
+BUILD_DEBS := e2fsprogs mmdebstrap debootstrap uidmap debian-archive-keyring \
+	xz-utils zstd tar util-linux systemd
+TEST_DEBS := $(BUILD_DEBS) openssh-client openssh-server sudo iproute2 shellcheck \
+	pacemaker pacemaker-cli-utils corosync drbd-utils nfs-kernel-server \
+	glusterfs-server glusterfs-client fuse3 rsync monit ifupdown \
+	apache2 libapache2-mod-svn subversion cvs mariadb-server mariadb-client \
+	lvm2 systemd-container
+E2E_DEBS := $(TEST_DEBS) qemu-system-x86 qemu-utils
+BENCH_DEBS := $(E2E_DEBS) hyperfine time xen-tools
+
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+
+.PHONY: all build run deps deps-test deps-e2e deps-bench test lint e2e bench clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/applbuild
+
+deps:
+	./scripts/install-deps.sh $(BUILD_DEBS)
+	$(GO) mod download
+
+deps-test:
+	./scripts/install-deps.sh $(TEST_DEBS)
+	$(GO) mod download
+
+deps-e2e:
+	./scripts/install-deps.sh $(E2E_DEBS)
+	$(GO) mod download
+
+deps-bench:
+	./scripts/install-deps.sh $(BENCH_DEBS)
+
+# The main job on the embedded defaults: the 3-node web cluster for Xen.
+run: deps build
+	./$(BIN) build web-cluster --target xen --out $(OUT) $(if $(CACHE),--cache-dir $(CACHE))
+
+lint:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+# APPLBUILD_REQUIRE=1 turns every missing validator into a failure.
+test: deps-test lint
+	APPLBUILD_REQUIRE=1 $(GO) test -count=1 -timeout 20m ./...
+
+# APPLBUILD_SLOW=1 enables the tests that reach the mirror and boot QEMU.
+e2e: deps-e2e
+	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 $(GO) test -count=1 -timeout 40m -run 'Slow|E2E' -v ./... 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|e2e:' ; exit $${PIPESTATUS[0]}
+
+bench: deps-bench build
+	./bench/run.sh
+
+clean:
+	rm -rf bin $(OUT) e2e.log
