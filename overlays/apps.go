@@ -1,9 +1,34 @@
 package overlays
 
-// Generators of the application services: apache2, MariaDB, pound, and the
-// scm personality's subversion and cvs.
+import (
+	"io/fs"
 
-func apache(in Input) ([]File, error)  { return nil, nil }
-func mariadb(in Input) ([]File, error) { return nil, nil }
-func pound(in Input) ([]File, error)   { return nil, nil }
-func scm(in Input) ([]File, error)     { return nil, nil }
+	"github.com/applbuild/applbuild/builder"
+)
+
+// Generators of the application services: apache2 (apps_apache.go),
+// MariaDB (apps_mariadb.go), pound (apps_pound.go) and the scm
+// personality's Subversion and CVS (apps_scm.go).
+
+// appLink is a File that is a symbolic link to target.
+func appLink(imagePath, target string) File {
+	return File{Path: imagePath, Mode: fs.ModeSymlink | 0o777, Link: target}
+}
+
+// appService finds the plan's service run by unit, or nil.
+func appService(pl *builder.Plan, unit string) *builder.Service {
+	for i := range pl.Services {
+		if pl.Services[i].Unit == unit {
+			return &pl.Services[i]
+		}
+	}
+	return nil
+}
+
+// appPort is the service's port, or def when the spec left it out.
+func appPort(sv *builder.Service, def int) int {
+	if sv == nil || sv.Port == 0 {
+		return def
+	}
+	return sv.Port
+}
