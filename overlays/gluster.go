@@ -3,4 +3,115 @@ package overlays
 // The GlusterFS generator: managed volumes (first boot creates them) or the
 // seed's legacy hand-written volfiles.
 
-func gluster(in Input) ([]File, error) { return nil, nil }
+import (
+	"fmt"
+	"io/fs"
+	"slices"
+
+	"github.com/applbuild/applbuild/builder"
+	"github.com/applbuild/applbuild/overlays/volfile"
+	p "github.com/applbuild/applbuild/personalities"
+)
+
+const (
+	glusterHook       = "/usr/lib/applbuild/firstboot.d/50-gluster"
+	glusterLegacyUnit = "applbuild-glusterfsd.service"
+	// glusterTimeout bounds each wait of the first-boot hook: long enough
+	// for three nodes booting together under Xen in QEMU, short enough
+	// that a node alone gives up within minutes and retries next boot.
+	glusterTimeout = 300
+)
+
+func gluster(in Input) ([]File, error) {
+	g := in.Plan.Gluster
+	if g == nil || len(g.Volumes) == 0 {
+		return nil, nil
+	}
+	for _, v := range g.Volumes {
+		if g.Mode == p.GlusterManaged && len(v.Nodes)%g.Replica != 0 {
+			return nil, fmt.Errorf("volume %s: %d bricks are not a multiple of replica %d", v.Name, len(v.Nodes), g.Replica)
+		}
+	}
+	hook, err := tmpl(glusterHook, 0o755, "gluster-firstboot.sh.tmpl", glusterHookData{
+		Plan: in.Plan, Mode: g.Mode, Managed: g.Mode == p.GlusterManaged,
+		Replica: g.Replica, Allow: g.Allow, Volumes: g.Volumes, Timeout: glusterTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	files := []File{hook}
+	if g.Mode == p.GlusterLegacy {
+		legacy, err := glusterLegacy(in)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, legacy...)
+	}
+	return files, nil
+}
+
+type glusterHookData struct {
+	Plan    *builder.Plan
+	Mode    string
+	Managed bool
+	Replica int
+	Allow   string
+	Volumes []builder.Volume
+	Timeout int
+}
+
+// glusterRows is the plan's volumes as the seed's volume table: bricks
+// are the brick mounts themselves (the seed's "option directory
+// /data/<v>"), replicas named by FQDN as the seed did (/etc/hosts has
+// them). Only volumes node holds a brick of are served by it, but every
+// volume gets a client volfile.
+func glusterRows(pl *builder.Plan) []volfile.Row {
+	var rows []volfile.Row
+	for _, v := range pl.Gluster.Volumes {
+		r := volfile.Row{Name: v.Name, Source: v.Brick, Allow: pl.Gluster.Allow, Mount: v.Mount}
+		for _, n := range v.Nodes {
+			host := n
+			if nd := pl.Node(n); nd != nil {
+				host = nd.FQDN
+			}
+			r.Hosts = append(r.Hosts, host)
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+// glusterLegacy is the seed's way: glusterfsd serves the node's bricks
+// from a hand-written volfile under its own unit, clients mount the
+// per-volume client volfiles (fstab, by the fstab generator), and glusterd
+// is masked so nothing else claims port 24007.
+func glusterLegacy(in Input) ([]File, error) {
+	rows := glusterRows(in.Plan)
+	var served []volfile.Row
+	var bricks []string
+	for i, v := range in.Plan.Gluster.Volumes {
+		if slices.Contains(v.Nodes, in.Node.Name) {
+			served = append(served, rows[i])
+			bricks = append(bricks, v.Brick)
+		}
+	}
+	var files []File
+	for _, r := range rows {
+		files = append(files, File{Path: "/etc/glusterfs/" + volfile.ClientFile(r.Name), Mode: 0o644, Data: volfile.Client(r).Bytes()})
+	}
+	files = append(files, File{Path: "/etc/systemd/system/glusterd.service", Mode: fs.ModeSymlink | 0o777, Link: "/dev/null"})
+	if len(served) == 0 {
+		return files, nil
+	}
+	unit, err := tmpl("/etc/systemd/system/"+glusterLegacyUnit, 0o644, "gluster-glusterfsd.service.tmpl", struct{ Bricks []string }{bricks})
+	if err != nil {
+		return nil, err
+	}
+	files = append(files,
+		File{Path: "/etc/glusterfs/" + volfile.ServerFile, Mode: 0o644, Data: volfile.Server(served).Bytes()},
+		unit,
+		File{Path: "/etc/systemd/system/multi-user.target.wants/" + glusterLegacyUnit, Mode: fs.ModeSymlink | 0o777,
+			Link: "/etc/systemd/system/" + glusterLegacyUnit},
+	)
+	return files, nil
+}
