@@ -11,6 +11,7 @@ import (
 type scmData struct {
 	Product  string
 	ProductQ string // Product quoted for bash
+	ReposQ   string // Repos quoted for a bash array
 	SVNRoot  string
 	Repos    []string
 	SVNPort  int
@@ -40,11 +41,14 @@ func scm(in Input) ([]File, error) {
 			return nil, fmt.Errorf("scm root %q: want a clean absolute path without spaces or quotes", dir)
 		}
 	}
+	var quoted []string
 	for _, r := range d.Repos {
 		if r == "" || strings.ContainsAny(r, "/ \t\n'\"$`\\") || r == "." || r == ".." {
 			return nil, fmt.Errorf("svn repository name %q: want a plain directory name", r)
 		}
+		quoted = append(quoted, appShQuote(r))
 	}
+	d.ReposQ = strings.Join(quoted, " ")
 
 	type gen struct {
 		path string
