@@ -3,4 +3,76 @@ package overlays
 // The rsync generator: the DR daemon on the global volume, its defaults,
 // the locked rsync account and the DR client's pull.
 
-func rsync(in Input) ([]File, error) { return nil, nil }
+import (
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+
+	"github.com/applbuild/applbuild/builder"
+)
+
+const (
+	rsyncDropIn   = "/etc/systemd/system/rsync.service.d/applbuild.conf"
+	rsyncSysusers = "/usr/lib/sysusers.d/applbuild-rsync.conf"
+	drClientDir   = "/usr/share/applbuild/dr-client"
+	// rsyncSSHLock is the daemon-over-ssh's own lock file: the root daemon's
+	// is not writable by the rsync account.
+	rsyncSSHLock = "/run/lock/rsyncd-ssh"
+)
+
+type rsyncData struct {
+	Plan      *builder.Plan
+	R         *builder.Rsync
+	ConfigDir string
+}
+
+func rsync(in Input) ([]File, error) {
+	r := in.Plan.Rsync
+	if r == nil {
+		return nil, nil
+	}
+	d := rsyncData{Plan: in.Plan, R: r, ConfigDir: path.Dir(r.Config)}
+	var files []File
+	for _, t := range []struct {
+		path string
+		mode fs.FileMode
+		tmpl string
+	}{
+		{r.Config, 0o644, "rsyncd.conf.tmpl"},
+		{"/etc/default/rsync", 0o644, "rsync-default.tmpl"},
+		{rsyncDropIn, 0o644, "rsync-service-dropin.conf.tmpl"},
+		{rsyncSysusers, 0o644, "rsync-sysusers.conf.tmpl"},
+		{drClientDir + "/applbuild-dr-pull", 0o755, "rsync-dr-pull.sh.tmpl"},
+		{drClientDir + "/applbuild-dr-pull.service", 0o644, "rsync-dr-pull.service.tmpl"},
+		{drClientDir + "/applbuild-dr-pull.timer", 0o644, "rsync-dr-pull.timer.tmpl"},
+		{drClientDir + "/README", 0o644, "rsync-dr-README.tmpl"},
+	} {
+		f, err := tmpl(t.path, t.mode, t.tmpl, d)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, f)
+	}
+	home := File{Path: r.Home, Mode: fs.ModeDir | 0o750, Owner: "rsync:rsync"}
+	ssh := File{Path: r.Home + "/.ssh", Mode: fs.ModeDir | 0o700, Owner: "rsync:rsync"}
+	files = append(files, home, ssh)
+	if key := strings.TrimSpace(r.DRKey); key != "" {
+		files = append(files, File{Path: r.Home + "/.ssh/authorized_keys", Mode: 0o600, Owner: "rsync:rsync",
+			Data: []byte(rsyncAuthorizedKey(r, key) + "\n")})
+	}
+	return files, nil
+}
+
+// rsyncForcedCommand is all the DR client's key may run: a read-only rsync
+// daemon over ssh, reading the cluster's rsyncd.conf. The account is not
+// root, so the modules' chroot is off and the lock file its own.
+func rsyncForcedCommand(r *builder.Rsync) string {
+	return fmt.Sprintf("rsync --server --daemon --config=%s --dparam='use chroot=no' --dparam='lock file=%s' .", r.Config, rsyncSSHLock)
+}
+
+// rsyncAuthorizedKey restricts key to the forced command: no pty, no
+// forwarding, no ~/.ssh/rc.
+func rsyncAuthorizedKey(r *builder.Rsync, key string) string {
+	return fmt.Sprintf("restrict,command=\"%s\" %s", rsyncForcedCommand(r), key)
+}
