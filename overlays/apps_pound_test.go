@@ -48,12 +48,10 @@ func trixiePound(t testing.TB) []string {
 		dir = filepath.Join(cache, "applbuild", "trixie-pound")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "usr", "sbin", "pound")); err != nil {
-		if os.Getenv("APPLBUILD_SLOW") != "1" {
-			msg := fmt.Sprintf("no pound 4: fetch trixie's into %s with APPLBUILD_SLOW=1 go test -run TestPound ./overlays", dir)
-			if testenv.Strict() {
-				t.Fatal("required by APPLBUILD_REQUIRE=1: " + msg)
-			}
-			t.Skip(msg)
+		// make test (strict) fetches it: the Makefile's promise is that it
+		// installs what the tests need; a plain go test does not reach out.
+		if os.Getenv("APPLBUILD_SLOW") != "1" && !testenv.Strict() {
+			t.Skipf("no pound 4: fetch trixie's into %s with APPLBUILD_SLOW=1 go test -run TestPound ./overlays", dir)
 		}
 		fetchTrixiePound(t, dir)
 	}
@@ -90,6 +88,7 @@ func fetchTrixiePound(t testing.TB, dir string) {
 		"-o", "Dir::Cache=" + filepath.Join(apt, "cache"),
 		"-o", "APT::Architecture=amd64",
 		"-o", "APT::Sandbox::User=root",
+		"-o", "Acquire::Retries=5",
 	}
 	if _, err := run.Output(ctx, append(append([]string{"apt-get"}, opts...), "update")...); err != nil {
 		t.Fatal(err)
