@@ -245,8 +245,9 @@ func TestSystemCockpit(t *testing.T) {
 	}
 }
 
-// monitCheck runs monit -t on a control file like Debian's monitrc whose
-// include is the generated file.
+// monitCheck runs monit -t on a control file like Debian's monitrc (its
+// own "set daemon 120" first) whose include is the generated file; -v
+// prints the settings monit resolved.
 func monitCheck(t *testing.T, conf []byte) (string, bool) {
 	t.Helper()
 	dir := t.TempDir()
@@ -260,7 +261,7 @@ func monitCheck(t *testing.T, conf []byte) (string, bool) {
 	if err := os.WriteFile(rc, []byte(ctl), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return sysCombined(t, "monit", "-t", "-c", rc)
+	return sysCombined(t, "monit", "-v", "-t", "-c", rc)
 }
 
 func TestSystemMonit(t *testing.T) {
@@ -269,6 +270,16 @@ func TestSystemMonit(t *testing.T) {
 		f := mustFile(t, files, "/etc/monit/conf.d/applbuild")
 		if out, failed := monitCheck(t, f.Data); failed {
 			t.Fatalf("monit -t: %s\n%s", out, f.Data)
+		}
+		out, _ := monitCheck(t, f.Data)
+		for _, w := range []string{
+			fmt.Sprintf("Poll time          = %d seconds", pl.Monit.Interval),
+			fmt.Sprintf("httpd portnumber   = %d\n", pl.Monit.Port),
+			"httpd bind address = localhost\n",
+		} {
+			if !strings.Contains(out, w) {
+				t.Errorf("monit -v -t lacks %q", w)
+			}
 		}
 		conf := string(f.Data)
 		for _, sv := range pl.Services {
