@@ -1,0 +1,230 @@
+package xen
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/applbuild/applbuild/builder"
+	"github.com/applbuild/applbuild/builder/target"
+	"github.com/applbuild/applbuild/internal/run"
+	"github.com/applbuild/applbuild/internal/testenv"
+	p "github.com/applbuild/applbuild/personalities"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func plan(t *testing.T, name string, set ...string) *builder.Plan {
+	t.Helper()
+	s, err := p.Load(name, p.Options{Set: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := builder.New(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pl
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", "golden", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs from the golden file (go test -update to accept):\n%s", name, got)
+	}
+}
+
+// xlcheck builds testdata/xlcheck.c, Xen's own config parser (libxlutil)
+// around a main, once per test binary.
+func xlcheck(t *testing.T) string {
+	t.Helper()
+	testenv.Tools(t, "gcc")
+	if _, err := os.Stat("/usr/include/libxlutil.h"); err != nil {
+		if testenv.Strict() {
+			t.Fatal("required by APPLBUILD_REQUIRE=1: libxlutil.h (apt-get install libxen-dev)")
+		}
+		t.Skip("no libxlutil.h: apt-get install libxen-dev")
+	}
+	bin := filepath.Join(t.TempDir(), "xlcheck")
+	if _, err := run.Output(context.Background(), "gcc", "-Wall", "-Werror", "-o", bin, "testdata/xlcheck.c", "-lxlutil", "-lxenlight"); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// TestConfig: the xl configs of web-cluster, PVH and PV, as golden files,
+// each read back by Xen's own parser.
+func TestConfig(t *testing.T) {
+	bin := xlcheck(t)
+	for _, tt := range []struct {
+		typ, loader string
+	}{{TypePVH, PVHLoader}, {TypePV, PVLoader}} {
+		t.Run(tt.typ, func(t *testing.T) {
+			pl := plan(t, "web-cluster", "xen.type="+tt.typ)
+			n := &pl.Nodes[0]
+			cfg := Config(pl, n, "/srv/xen/n1")
+			golden(t, "web-cluster-n1-"+tt.typ+".cfg", cfg)
+			file := filepath.Join(t.TempDir(), "n1.cfg")
+			if err := os.WriteFile(file, cfg, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := run.Output(context.Background(), bin, file)
+			if err != nil {
+				t.Fatalf("libxlutil refuses the config: %v", err)
+			}
+			want := []string{
+				"name=n1", "type=" + tt.typ, "kernel=" + tt.loader, "memory=256", "vcpus=1",
+				"disk vdev=xvda2 format=raw rw=1 target=/srv/xen/n1/disk.img",
+				"disk vdev=xvda1 format=raw rw=1 target=/srv/xen/n1/swap.img",
+				"disk vdev=xvdb1 format=raw rw=1 target=/srv/xen/n1/sdb1.img",
+				"disk vdev=xvdb2 format=raw rw=1 target=/srv/xen/n1/sdb2.img",
+				"vif mac=" + n.MAC + ", bridge=xenbr0",
+			}
+			for _, w := range want {
+				if !strings.Contains(string(out), w+"\n") {
+					t.Errorf("xl reads no %q from the config; it reads:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+// TestGrubConfig: grub.cfg as a golden file, checked by GRUB's own parser.
+func TestGrubConfig(t *testing.T) {
+	testenv.Tools(t, "grub-script-check")
+	pl := plan(t, "web-cluster", "branding.product=it's $HOME")
+	cfg := GrubConfig(pl, &pl.Nodes[0])
+	golden(t, "web-cluster-n1-grub.cfg", cfg)
+	if !strings.Contains(string(cfg), "root=UUID="+pl.Nodes[0].Disks[0].UUID+" ") {
+		t.Errorf("grub.cfg does not boot the root disk's UUID:\n%s", cfg)
+	}
+	if _, err := (&run.Cmd{Args: []string{"grub-script-check"}, Stdin: strings.NewReader(string(cfg))}).Output(context.Background()); err != nil {
+		t.Errorf("grub-script-check: %v", err)
+	}
+}
+
+func TestVerify(t *testing.T) {
+	tests := []struct {
+		name  string
+		set   []string
+		edit  func(*builder.Plan)
+		wants []string // substrings of the error; none: no error
+	}{
+		{name: "web-cluster as shipped"},
+		{name: "pv is a valid type", set: []string{"xen.type=pv"}},
+		{name: "memory below pvgrub2's need", set: []string{"cluster.memory=128M"},
+			wants: []string{"node n1: memory 128M is below the 256M", "raise cluster.memory", "node n3:"}},
+		{name: "no bridge", edit: func(pl *builder.Plan) { pl.Network.Bridge = "" }, wants: []string{"network.bridge is empty"}},
+		{name: "bad device", edit: func(pl *builder.Plan) { pl.Nodes[1].Disks[1].Device = "sda1" }, wants: []string{"node n2: disk swap.img: device \"sda1\""}},
+		{name: "device twice", edit: func(pl *builder.Plan) { pl.Nodes[0].Disks[3].Device = "xvdb1" }, wants: []string{"device xvdb1 used by two disks"}},
+		{name: "long brick label", edit: func(pl *builder.Plan) { pl.Nodes[0].VG.LVs[0].Name = "a-very-long-volume-name" },
+			wants: []string{"its ext4 label, at most 16 bytes"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pl := plan(t, "web-cluster", tt.set...)
+			if tt.edit != nil {
+				tt.edit(pl)
+			}
+			err := New(target.Options{}).Verify(pl)
+			if len(tt.wants) == 0 {
+				if err != nil {
+					t.Fatalf("Verify = %v", err)
+				}
+				return
+			}
+			var pe *target.PlanError
+			if !errors.As(err, &pe) {
+				t.Fatalf("Verify = %v, want a PlanError", err)
+			}
+			for _, w := range tt.wants {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Verify = %v\nwant it to say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func kernelImage(magic ...byte) []byte {
+	img := make([]byte, 4096)
+	img[0x1f1] = 1
+	copy(img[0x202:], "HdrS")
+	binary.LittleEndian.PutUint16(img[0x206:], 0x20f)
+	binary.LittleEndian.PutUint32(img[0x248:], 0x10)
+	binary.LittleEndian.PutUint32(img[0x24c:], 256)
+	copy(img[2*512+0x10:], magic)
+	return img
+}
+
+func TestCheckTree(t *testing.T) {
+	tests := []struct {
+		name    string
+		typ     string
+		kernel  []byte // nil: no /vmlinuz
+		wantErr string
+	}{
+		{"pvh boots zstd", TypePVH, kernelImage(0x28, 0xb5, 0x2f, 0xfd), ""},
+		{"pv boots xz", TypePV, kernelImage(0xfd, '7', 'z', 'X', 'Z', 0), ""},
+		{"pv boots gzip", TypePV, kernelImage(0x1f, 0x8b), ""},
+		{"pv refuses zstd", TypePV, kernelImage(0x28, 0xb5, 0x2f, 0xfd),
+			"pvgrub2 can load only gzip- or xz-compressed kernels; /boot/vmlinuz-6.12.48+deb13-amd64 is zstd: use xen.type pvh"},
+		{"pv refuses lz4", TypePV, kernelImage(0x02, 0x21, 0x4c, 0x18), "is lz4: use xen.type pvh"},
+		{"no kernel", TypePVH, nil, "the rootfs has no /vmlinuz"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tree := t.TempDir()
+			os.MkdirAll(filepath.Join(tree, "boot"), 0o755)
+			os.WriteFile(filepath.Join(tree, "boot/initrd.img-6.12.48+deb13-amd64"), []byte("initrd"), 0o644)
+			os.Symlink("boot/initrd.img-6.12.48+deb13-amd64", filepath.Join(tree, "initrd.img"))
+			if tt.kernel != nil {
+				os.WriteFile(filepath.Join(tree, "boot/vmlinuz-6.12.48+deb13-amd64"), tt.kernel, 0o644)
+				os.Symlink("boot/vmlinuz-6.12.48+deb13-amd64", filepath.Join(tree, "vmlinuz"))
+			}
+			pl := plan(t, "web-cluster", "xen.type="+tt.typ)
+			err := New(target.Options{}).CheckTree(pl, tree)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("CheckTree = %v", err)
+				}
+				return
+			}
+			var pe *target.PlanError
+			if !errors.As(err, &pe) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("CheckTree = %v\nwant a PlanError saying %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestCheckTreeStaysInside: an absolute /vmlinuz symlink names the image's
+// kernel, not the build host's.
+func TestCheckTreeStaysInside(t *testing.T) {
+	tree := t.TempDir()
+	os.Symlink("/etc/passwd", filepath.Join(tree, "vmlinuz"))
+	os.Symlink("/etc/passwd", filepath.Join(tree, "initrd.img"))
+	err := New(target.Options{}).CheckTree(plan(t, "web-cluster", "xen.type=pv"), tree)
+	if err == nil {
+		t.Fatal("CheckTree followed an absolute symlink out of the tree")
+	}
+}
