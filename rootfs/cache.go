@@ -163,6 +163,11 @@ func (c *Cache) build(ctx context.Context, b builder, n Request, tool, k string,
 	if err != nil {
 		return nil, fmt.Errorf("rootfs cache: %w", err)
 	}
+	// MkdirTemp makes it 0700; apt's download sandbox user (_apt) must
+	// reach the chroot's lists and archives below it.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return nil, errors.Join(fmt.Errorf("rootfs cache: %w", err), removeAll(tmp))
+	}
 	defer func() {
 		if err != nil {
 			if rerr := removeAll(tmp); rerr != nil {
