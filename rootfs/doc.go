@@ -60,6 +60,17 @@
 // then packed with GNU tar. That path is less tested: it has no policy-rc.d
 // of its own and relies on the pid namespace to stop stray daemons.
 //
+// # Measured (trixie, 2 CPUs, deb.debian.org, a shared and busy host)
+//
+// minbase + iputils-arping + libcap2-bin: 80 packages, 118 MB tarball,
+// built in 16 s, extracted in 1-2 s, rebuilt bit-identical.
+// The web-cluster set (linux-image-amd64 systemd-sysv udev initramfs-tools
+// grub-xen-bin apache2 mariadb-server pound puppetserver glusterfs-server
+// glusterfs-client pacemaker corosync crmsh rsync monit openssh-server dsh
+// cockpit lvm2 vlan ifupdown iproute2 vsftpd nginx phpmyadmin): 586
+// packages, 405 MB of .debs, 1414 MiB tarball, 2 min cold; GNU tar
+// extracts it in 4-19 s depending on the host's I/O load.
+//
 // # Layout
 //
 //	<Dir>/<key>/rootfs.tar     the tree, pax format, numeric owners, xattrs
