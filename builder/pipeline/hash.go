@@ -8,11 +8,35 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 )
+
+// hashDir hashes every file below dir/sub, sorted by path, with paths
+// relative to dir.
+func hashDir(ctx context.Context, dir, sub string) ([]File, error) {
+	var paths []string
+	err := filepath.WalkDir(filepath.Join(dir, sub), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		paths = append(paths, filepath.ToSlash(rel))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(paths)
+	return hashFiles(ctx, dir, paths)
+}
 
 // hashFiles hashes every file in parallel (the images are gigabytes of
 // mostly holes; sha256 is the cost) and returns them in the order given.

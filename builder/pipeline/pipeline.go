@@ -21,13 +21,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/applbuild/applbuild/builder"
 	"github.com/applbuild/applbuild/builder/target"
@@ -177,13 +178,30 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return err
 		}
-		for _, n := range nodes {
+		// A node's images are hashed while the next node is built: mke2fs
+		// keeps one CPU busy, sha256 over gigabytes of holes another.
+		hctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		defer func() { cancel(); wg.Wait() }()
+		hashed := make([][]File, len(nodes))
+		herrs := make([]error, len(nodes))
+		for i, n := range nodes {
 			if err := buildNode(ctx, pr, t, pl, n, files[n.Name], base, work, tmp, final, epoch); err != nil {
 				return err
 			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				hashed[i], herrs[i] = hashDir(hctx, tmp, n.Name)
+			}()
 		}
 		st = pr.Start("manifest")
-		m, err := writeManifest(ctx, tmp, o, entry, nodes, epoch)
+		wg.Wait()
+		err = errors.Join(herrs...)
+		var m *Manifest
+		if err == nil {
+			m, err = writeManifest(tmp, o, entry, nodes, epoch, slices.Concat(hashed...))
+		}
 		st.Done(err)
 		res.Manifest = m
 		return err
@@ -331,7 +349,7 @@ type File struct {
 // ManifestName is the manifest's file name in the output directory.
 const ManifestName = "manifest.json"
 
-func writeManifest(ctx context.Context, dir string, o Options, entry *rootfs.Entry, nodes []*builder.Node, epoch int64) (*Manifest, error) {
+func writeManifest(dir string, o Options, entry *rootfs.Entry, nodes []*builder.Node, epoch int64, files []File) (*Manifest, error) {
 	m := &Manifest{Applbuild: o.Version, Personality: o.Plan.Personality, Target: o.Target.Name()}
 	for _, n := range nodes {
 		m.Nodes = append(m.Nodes, n.Name)
@@ -353,25 +371,7 @@ func writeManifest(ctx context.Context, dir string, o Options, entry *rootfs.Ent
 		m.Inputs.RootfsKey, m.Inputs.RootfsSHA256, m.Inputs.RootfsTool = entry.Key, entry.SHA256, entry.Tool
 		m.Packages = entry.Packages
 	}
-	var paths []string
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		paths = append(paths, filepath.ToSlash(rel))
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	slices.Sort(paths)
-	if m.Files, err = hashFiles(ctx, dir, paths); err != nil {
-		return nil, err
-	}
+	m.Files = files
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, err

@@ -29,11 +29,11 @@ func DiskSteps(node *builder.Node) int {
 // swap area, and the LVM2 PVs with an empty ext4 in every brick LV (DRBD
 // LVs stay empty: drbdadm create-md runs on the first boot). Targets that
 // need one partitioned disk (raw, usb) place these images as partitions.
-// Steps are numbered from first.
-func WriteDisks(ctx context.Context, in Input, first int) error {
+// It reports DiskSteps(in.Node) steps.
+func WriteDisks(ctx context.Context, in Input) error {
 	n := in.Node
-	total := first + DiskSteps(n)
-	step := first
+	total := DiskSteps(n)
+	step := 0
 	next := func(what string) {
 		step++
 		in.Step(step, total, what)

@@ -110,7 +110,7 @@ func printArtifacts(g *globals, res *pipeline.Result) error {
 	fmt.Fprintf(g.stdout, "%s\n", res.Dir)
 	fmt.Fprintln(w, "FILE\tSIZE\tDATA\t")
 	for _, f := range res.Manifest.Files {
-		fmt.Fprintf(w, "%s\t%s\t%s\t\n", f.Path, disk.FormatSize(f.Size, false), disk.FormatSize(f.Allocated, true))
+		fmt.Fprintf(w, "%s\t%s\t%s\t\n", f.Path, disk.FormatSize(f.Size, false), disk.FormatSize(f.Allocated, false))
 	}
 	return w.Flush()
 }

@@ -175,7 +175,9 @@ func (x *Xen) Files(pl *builder.Plan, n *builder.Node) ([]overlays.File, error) 
 // Write implements target.Target: the node's disk images and its xl config.
 func (x *Xen) Write(ctx context.Context, in target.Input) error {
 	total := target.DiskSteps(in.Node) + 1
-	if err := target.WriteDisks(ctx, in, 0); err != nil {
+	disks := in
+	disks.Step = func(done, _ int, what string) { in.Step(done, total, what) }
+	if err := target.WriteDisks(ctx, disks); err != nil {
 		return err
 	}
 	in.Step(total, total, "xl config "+in.Node.Name+".cfg")
