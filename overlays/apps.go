@@ -1,7 +1,6 @@
 package overlays
 
 import (
-	"io/fs"
 
 	"github.com/applbuild/applbuild/builder"
 )
@@ -10,10 +9,6 @@ import (
 // MariaDB (apps_mariadb.go), pound (apps_pound.go) and the scm
 // personality's Subversion and CVS (apps_scm.go).
 
-// appLink is a File that is a symbolic link to target.
-func appLink(imagePath, target string) File {
-	return File{Path: imagePath, Mode: fs.ModeSymlink | 0o777, Link: target}
-}
 
 // appService finds the plan's service run by unit, or nil.
 func appService(pl *builder.Plan, unit string) *builder.Service {

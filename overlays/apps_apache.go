@@ -54,7 +54,7 @@ func apache(in Input) ([]File, error) {
 	// so that a seeded /etc/apache2 volume serves it whatever state the
 	// image's package scripts left.
 	out = append(out,
-		appLink("/etc/apache2/sites-enabled/000-default.conf", "../sites-available/000-default.conf"),
+		symlink("/etc/apache2/sites-enabled/000-default.conf", "../sites-available/000-default.conf"),
 		text("/var/www/html"+HealthPath, 0o644, "ok\n"))
 	return out, nil
 }

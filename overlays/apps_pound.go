@@ -61,5 +61,5 @@ func pound(in Input) ([]File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []File{f, appLink("/etc/pound.cfg", "pound/pound.cfg")}, nil
+	return []File{f, symlink("/etc/pound.cfg", "pound/pound.cfg")}, nil
 }

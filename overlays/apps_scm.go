@@ -62,24 +62,24 @@ func scm(in Input) ([]File, error) {
 	var links []File
 	if d.SVNRoot != "" {
 		gens = append(gens, gen{"/etc/systemd/system/svnserve.service", 0o644, "app-scm-svnserve.service.tmpl"})
-		links = append(links, appLink("/etc/systemd/system/multi-user.target.wants/svnserve.service", "../svnserve.service"))
+		links = append(links, symlink("/etc/systemd/system/multi-user.target.wants/svnserve.service", "../svnserve.service"))
 		if appService(in.Plan, "apache2") != nil {
 			gens = append(gens, gen{"/etc/apache2/conf-available/applbuild-svn.conf", 0o644, "app-scm-apache-svn.conf.tmpl"})
 			// libapache2-mod-svn's postinst enables these too; writing them
 			// makes the overlay not depend on which maintainer scripts ran.
 			links = append(links,
-				appLink("/etc/apache2/conf-enabled/applbuild-svn.conf", "../conf-available/applbuild-svn.conf"),
-				appLink("/etc/apache2/mods-enabled/dav.load", "../mods-available/dav.load"),
-				appLink("/etc/apache2/mods-enabled/dav_svn.load", "../mods-available/dav_svn.load"),
-				appLink("/etc/apache2/mods-enabled/dav_svn.conf", "../mods-available/dav_svn.conf"),
-				appLink("/etc/apache2/mods-enabled/authz_svn.load", "../mods-available/authz_svn.load"))
+				symlink("/etc/apache2/conf-enabled/applbuild-svn.conf", "../conf-available/applbuild-svn.conf"),
+				symlink("/etc/apache2/mods-enabled/dav.load", "../mods-available/dav.load"),
+				symlink("/etc/apache2/mods-enabled/dav_svn.load", "../mods-available/dav_svn.load"),
+				symlink("/etc/apache2/mods-enabled/dav_svn.conf", "../mods-available/dav_svn.conf"),
+				symlink("/etc/apache2/mods-enabled/authz_svn.load", "../mods-available/authz_svn.load"))
 		}
 	}
 	if d.CVSRoot != "" {
 		gens = append(gens,
 			gen{"/etc/systemd/system/cvspserver.socket", 0o644, "app-scm-cvspserver.socket.tmpl"},
 			gen{"/etc/systemd/system/cvspserver@.service", 0o644, "app-scm-cvspserver@.service.tmpl"})
-		links = append(links, appLink("/etc/systemd/system/sockets.target.wants/cvspserver.socket", "../cvspserver.socket"))
+		links = append(links, symlink("/etc/systemd/system/sockets.target.wants/cvspserver.socket", "../cvspserver.socket"))
 	}
 	var out []File
 	for _, g := range gens {

@@ -5,7 +5,6 @@ package overlays
 
 import (
 	"fmt"
-	"io/fs"
 	"slices"
 
 	"github.com/applbuild/applbuild/builder"
@@ -14,11 +13,16 @@ import (
 )
 
 const (
-	glusterHook       = "/usr/lib/applbuild/firstboot.d/50-gluster"
+	// glusterHook is the volume setup. It is not a first-boot hook: it
+	// waits for the peers, which may come hours later, so it runs in its
+	// own unit (glusterSetupUnit) that retries until it has succeeded once
+	// instead of holding up the node's first boot and Pacemaker.
+	glusterHook       = "/usr/lib/applbuild/gluster-setup"
+	glusterSetupUnit  = "applbuild-gluster.service"
 	glusterLegacyUnit = "applbuild-glusterfsd.service"
-	// glusterTimeout bounds each wait of the first-boot hook: long enough
-	// for three nodes booting together under Xen in QEMU, short enough
-	// that a node alone gives up within minutes and retries next boot.
+	// glusterTimeout bounds each wait of one run: long enough for three
+	// nodes booting together under Xen in QEMU, short enough that a node
+	// alone says so within minutes; the unit then runs it again.
 	glusterTimeout = 300
 )
 
@@ -32,14 +36,18 @@ func gluster(in Input) ([]File, error) {
 			return nil, fmt.Errorf("volume %s: %d bricks are not a multiple of replica %d", v.Name, len(v.Nodes), g.Replica)
 		}
 	}
-	hook, err := tmpl(glusterHook, 0o755, "gluster-firstboot.sh.tmpl", glusterHookData{
+	hook, err := tmpl(glusterHook, 0o755, "gluster-setup.sh.tmpl", glusterHookData{
 		Plan: in.Plan, Mode: g.Mode, Managed: g.Mode == p.GlusterManaged,
 		Replica: g.Replica, Allow: g.Allow, Volumes: g.Volumes, Timeout: glusterTimeout,
 	})
 	if err != nil {
 		return nil, err
 	}
-	files := []File{hook}
+	unit, err := tmpl("/etc/systemd/system/"+glusterSetupUnit, 0o644, "gluster-setup.service.tmpl", g)
+	if err != nil {
+		return nil, err
+	}
+	files := []File{hook, unit, wantedBy("multi-user.target", glusterSetupUnit)}
 	if g.Mode == p.GlusterLegacy {
 		legacy, err := glusterLegacy(in)
 		if err != nil {
@@ -99,7 +107,7 @@ func glusterLegacy(in Input) ([]File, error) {
 	for _, r := range rows {
 		files = append(files, File{Path: "/etc/glusterfs/" + volfile.ClientFile(r.Name), Mode: 0o644, Data: volfile.Client(r).Bytes()})
 	}
-	files = append(files, File{Path: "/etc/systemd/system/glusterd.service", Mode: fs.ModeSymlink | 0o777, Link: "/dev/null"})
+	files = append(files, symlink("/etc/systemd/system/glusterd.service", "/dev/null"))
 	if len(served) == 0 {
 		return files, nil
 	}
@@ -110,8 +118,7 @@ func glusterLegacy(in Input) ([]File, error) {
 	files = append(files,
 		File{Path: "/etc/glusterfs/" + volfile.ServerFile, Mode: 0o644, Data: volfile.Server(served).Bytes()},
 		unit,
-		File{Path: "/etc/systemd/system/multi-user.target.wants/" + glusterLegacyUnit, Mode: fs.ModeSymlink | 0o777,
-			Link: "/etc/systemd/system/" + glusterLegacyUnit},
+		wantedBy("multi-user.target", glusterLegacyUnit),
 	)
 	return files, nil
 }

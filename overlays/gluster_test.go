@@ -44,7 +44,13 @@ func TestGlusterManagedFiles(t *testing.T) {
 			t.Errorf("hook lacks %q", want)
 		}
 	}
-	lintBash(t, "50-gluster", hook.Data)
+	lintBash(t, "gluster-setup", hook.Data)
+	if w := mustFile(t, files, "/etc/systemd/system/multi-user.target.wants/"+glusterSetupUnit); w.Link != "/etc/systemd/system/"+glusterSetupUnit {
+		t.Errorf("setup unit not enabled: %+v", w)
+	}
+	t.Run("systemd-analyze verify", func(t *testing.T) {
+		sysVerify(t, sysVerifyRoot(t, files), "/etc/systemd/system/"+glusterSetupUnit)
+	})
 }
 
 // lintBash runs bash -n and shellcheck on a script.
@@ -111,7 +117,7 @@ mkdir | stat) ;;
 esac
 `
 
-// runHook runs the rendered 50-gluster of node with fake gluster, mount,
+// runHook runs the rendered gluster-setup of node with fake gluster, mount,
 // umount, mountpoint and mkdir first on PATH.
 func runHook(t *testing.T, pl *builder.Plan, node string, up []string, timeout int, unmounted ...string) (calls []string, stderr string, err error) {
 	t.Helper()
@@ -137,7 +143,7 @@ func runHook(t *testing.T, pl *builder.Plan, node string, up []string, timeout i
 		}
 	}
 	os.WriteFile(filepath.Join(state, "mounted"), []byte(strings.Join(mounted, "\n")+"\n"), 0o644)
-	hookPath := filepath.Join(dir, "50-gluster")
+	hookPath := filepath.Join(dir, "gluster-setup")
 	os.WriteFile(hookPath, hook.Data, 0o755)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -150,7 +156,7 @@ func runHook(t *testing.T, pl *builder.Plan, node string, up []string, timeout i
 		"FAKE="+state, "FAKE_ROOT="+root, "FAKE_UP="+strings.Join(up, " "),
 		"APPLBUILD_NODE="+node, "APPLBUILD_INDEX=1", "APPLBUILD_NODES=n1 n2 n3", "APPLBUILD_DOMAIN="+pl.Domain,
 		fmt.Sprintf("APPLBUILD_GLUSTER_TIMEOUT=%d", timeout), "APPLBUILD_GLUSTER_INTERVAL=0.1",
-		"APPLBUILD_GLUSTER_TMP="+tmp,
+		"APPLBUILD_GLUSTER_TMP="+tmp, "APPLBUILD_GLUSTER_DONE="+filepath.Join(state, "done"),
 	)
 	err = cmd.Run()
 	b, _ := os.ReadFile(filepath.Join(state, "calls"))
@@ -190,6 +196,9 @@ func TestGlusterHookSequence(t *testing.T) {
 	if err != nil {
 		t.Fatalf("hook on n1: %v\n%s", err, stderr)
 	}
+	if !strings.Contains(stderr, "all 10 volumes mounted") {
+		t.Errorf("no final line:\n%s", stderr)
+	}
 	matchCalls(t, calls,
 		`mountpoint -q /data/global`, `mkdir -p /data/global/brick`,
 		`mountpoint -q /data/phpmyadmin`, `mkdir -p /data/phpmyadmin/brick`,
@@ -222,7 +231,7 @@ func TestGlusterHookSequence(t *testing.T) {
 }
 
 // TestGlusterHookLoneNode: n1 booting alone gives up after the timeout with
-// a clear reason and a non-zero exit, so the runner retries next boot.
+// a clear reason and a non-zero exit, so its unit runs it again.
 func TestGlusterHookLoneNode(t *testing.T) {
 	pl := planFor(t, "web-cluster")
 	start := time.Now()
@@ -234,9 +243,9 @@ func TestGlusterHookLoneNode(t *testing.T) {
 		t.Errorf("timeout 2s took %v", d)
 	}
 	for _, want := range []string{
-		"50-gluster: waiting for glusterd on n2 (gluster peer probe n2) (at most 2s)",
-		"50-gluster: FAILED: timed out after 2s waiting for glusterd on n2",
-		"the next boot retries",
+		"gluster-setup: waiting for glusterd on n2 (gluster peer probe n2) (at most 2s)",
+		"gluster-setup: FAILED: timed out after 2s waiting for glusterd on n2",
+		"this runs again shortly",
 	} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
@@ -297,7 +306,7 @@ func TestGlusterLegacyFiles(t *testing.T) {
 	if f := mustFile(t, files, "/etc/systemd/system/multi-user.target.wants/"+glusterLegacyUnit); !f.IsLink() {
 		t.Errorf("unit not enabled")
 	}
-	lintBash(t, "50-gluster", mustFile(t, files, glusterHook).Data)
+	lintBash(t, "gluster-setup", mustFile(t, files, glusterHook).Data)
 
 	// The rows come back from the volfiles the node got.
 	clients := map[string]*volfile.Graph{}

@@ -143,6 +143,21 @@ func tmpl(imagePath string, mode fs.FileMode, name string, data any) (File, erro
 	return File{Path: imagePath, Mode: mode, Data: b}, nil
 }
 
+// symlink is a symbolic link at imagePath pointing to target.
+func symlink(imagePath, target string) File {
+	return File{Path: imagePath, Mode: fs.ModeSymlink | 0o777, Link: target}
+}
+
+// directory is a directory with its mode and owner ("user:group", "" for root).
+func directory(imagePath string, perm fs.FileMode, owner string) File {
+	return File{Path: imagePath, Mode: fs.ModeDir | perm, Owner: owner}
+}
+
+// wantedBy enables unit as `systemctl enable` would for WantedBy=target.
+func wantedBy(target, unit string) File {
+	return symlink("/etc/systemd/system/"+target+".wants/"+unit, "/etc/systemd/system/"+unit)
+}
+
 // text is a File with literal content.
 func text(imagePath string, mode fs.FileMode, s string) File {
 	return File{Path: imagePath, Mode: mode, Data: []byte(s)}

@@ -13,7 +13,10 @@ import (
 )
 
 const (
-	rsyncDropIn   = "/etc/systemd/system/rsync.service.d/applbuild.conf"
+	// 10- sorts before the pacemaker generator's 50-applbuild-pacemaker.conf:
+	// this drop-in resets ConditionPathExists, which must not drop the
+	// condition that keeps rsync for Pacemaker alone.
+	rsyncDropIn   = "/etc/systemd/system/rsync.service.d/10-applbuild.conf"
 	rsyncSysusers = "/usr/lib/sysusers.d/applbuild-rsync.conf"
 	drClientDir   = "/usr/share/applbuild/dr-client"
 	// rsyncSSHLock is the daemon-over-ssh's own lock file: the root daemon's
@@ -54,8 +57,8 @@ func rsync(in Input) ([]File, error) {
 		}
 		files = append(files, f)
 	}
-	home := File{Path: r.Home, Mode: fs.ModeDir | 0o750, Owner: "rsync:rsync"}
-	ssh := File{Path: r.Home + "/.ssh", Mode: fs.ModeDir | 0o700, Owner: "rsync:rsync"}
+	home := directory(r.Home, 0o750, "rsync:rsync")
+	ssh := directory(r.Home+"/.ssh", 0o700, "rsync:rsync")
 	files = append(files, home, ssh)
 	if key := strings.TrimSpace(r.DRKey); key != "" {
 		files = append(files, File{Path: r.Home + "/.ssh/authorized_keys", Mode: 0o600, Owner: "rsync:rsync",

@@ -1,7 +1,6 @@
 package overlays
 
 import (
-	"io/fs"
 	"strings"
 
 	"github.com/applbuild/applbuild/builder"
@@ -18,17 +17,6 @@ import (
 //
 // Helpers here carry a sys prefix: the package is shared by several
 // generator files written side by side.
-
-// sysDir is a directory entry with its mode and owner, for directories
-// whose permissions matter (/root/.ssh, /home/<admin>).
-func sysDir(imagePath string, perm fs.FileMode, owner string) File {
-	return File{Path: imagePath, Mode: fs.ModeDir | perm, Owner: owner}
-}
-
-// sysLink is a symbolic link to target.
-func sysLink(imagePath, target string) File {
-	return File{Path: imagePath, Mode: fs.ModeSymlink | 0o777, Link: target}
-}
 
 // sysSubnets is every network a cluster peer can come from: the LAN and
 // each VLAN, in plan order. Root's ssh access is limited to these.

@@ -46,10 +46,10 @@ func accounts(in Input) ([]File, error) {
 	if err := add(firstbootDir+"/10-accounts", 0o755, "sys-10-accounts.tmpl", d); err != nil {
 		return nil, err
 	}
-	out = append(out, sysDir(home, 0o750, owner))
+	out = append(out, directory(home, 0o750, owner))
 	if len(a.Keys) > 0 {
 		out = append(out,
-			sysDir(home+"/.ssh", 0o700, owner),
+			directory(home+"/.ssh", 0o700, owner),
 			File{Path: home + "/.ssh/authorized_keys", Mode: 0o600, Owner: owner,
 				Data: []byte(strings.Join(a.Keys, "\n") + "\n")})
 	}

@@ -29,7 +29,7 @@ func firstboot(in Input) ([]File, error) {
 		return nil, err
 	}
 	out := []File{runner, unit, env,
-		sysLink("/etc/systemd/system/multi-user.target.wants/"+firstbootUnit, "/etc/systemd/system/"+firstbootUnit)}
+		wantedBy("multi-user.target", firstbootUnit)}
 	for _, h := range in.Plan.Firstboot {
 		if h.On == "" {
 			h.On = "all"

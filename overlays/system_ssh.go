@@ -28,7 +28,7 @@ func sshAccess(in Input) ([]File, error) {
 		{Path: "/etc/ssh/ssh_host_ed25519_key", Mode: 0o600, Data: priv},
 		text("/etc/ssh/ssh_host_ed25519_key.pub", 0o644, pub+"\n"),
 		text("/etc/ssh/ssh_known_hosts", 0o644, knownHosts(in)),
-		sysDir("/root/.ssh", 0o700, ""),
+		directory("/root/.ssh", 0o700, ""),
 		{Path: "/root/.ssh/id_ed25519", Mode: 0o600, Data: root.Private},
 		text("/root/.ssh/id_ed25519.pub", 0o644, root.Public+"\n"),
 		text("/root/.ssh/authorized_keys", 0o600, fmt.Sprintf(

@@ -230,6 +230,9 @@ var findmntHostOnly = []string{
 	"unreachable source",
 	"cannot detect on-disk filesystem type",
 	"non-canonical target",
+	// a UUID the host happens to know (an image of this plan lying on the
+	// host, found through blkid) resolves to a file
+	"non-bind mount source",
 }
 
 // findmntProblems runs findmnt --verify on an fstab and returns what is
