@@ -1,14 +1,12 @@
 package overlays
 
 import (
-
 	"github.com/applbuild/applbuild/builder"
 )
 
 // Generators of the application services: apache2 (apps_apache.go),
 // MariaDB (apps_mariadb.go), pound (apps_pound.go) and the scm
 // personality's Subversion and CVS (apps_scm.go).
-
 
 // appService finds the plan's service run by unit, or nil.
 func appService(pl *builder.Plan, unit string) *builder.Service {
