@@ -82,6 +82,9 @@ var packages = map[string]string{
 	"ssh":                     "openssh-client",
 	"gluster":                 "glusterfs-server",
 	"mkswap":                  "util-linux",
+	"ifdown":                  "ifupdown",
+	"dsh":                     "dsh",
+	"update-passwd":           "base-passwd",
 }
 
 // Package names the Debian package that provides prog, or "" if unknown.
