@@ -80,6 +80,9 @@ func (mmdebstrap) build(ctx context.Context, req Request, dir, debs string, prog
 		"--customize-hook=" + strings.Join([]string{
 			`set -e`,
 			`rm -f "$1/etc/hostname"`,
+			// openssh-server's postinst made host keys; every node built
+			// from this entry would share them. First boot makes its own.
+			`rm -f "$1"/etc/ssh/ssh_host_*_key "$1"/etc/ssh/ssh_host_*_key.pub`,
 			`if [ ! -L "$1/etc/resolv.conf" ]; then printf '%s' ` + shq(resolvConf) + ` > "$1/etc/resolv.conf"; fi`,
 			`chroot "$1" dpkg-query -W -f ` + shq(dpkgQueryFormat) + ` > ` + shq(status),
 		}, "\n"),

@@ -44,12 +44,18 @@ func (debootstrap) build(ctx context.Context, req Request, dir, debs string, pro
 	if len(req.Packages) > 0 {
 		args = append(args, "--include="+strings.Join(req.Packages, ","))
 	}
-	args = append(args, "--", req.Suite, root, req.Mirror)
+	// No "--": debootstrap rejects it. Normalize guarantees the suite does
+	// not start with "-", and root is absolute.
+	args = append(args, req.Suite, root, req.Mirror)
 	lw := &lineWriter{emit: progress}
 	env := []string{"SOURCE_DATE_EPOCH=" + strconv.FormatInt(req.SourceDateEpoch, 10), "TMPDIR=" + dir}
 	_, err := (&run.Cmd{Args: killGroup(args), Env: env, Stdout: lw}).Output(ctx)
 	lw.flush()
 	if err != nil {
+		// debootstrap prints its errors on stdout.
+		if t := lw.tail(); t != "" && ctx.Err() == nil {
+			return nil, fmt.Errorf("%w\nlast output lines:\n%s", err, t)
+		}
 		return nil, err
 	}
 	status, err := run.Output(ctx, "chroot", root, "dpkg-query", "-W", "-f", dpkgQueryFormat)
@@ -93,6 +99,8 @@ func tidyTree(root string) error {
 		}
 	}
 	rm("etc/hostname")
+	rmGlob("etc/ssh/ssh_host_*_key")
+	rmGlob("etc/ssh/ssh_host_*_key.pub")
 	if fi, err := os.Lstat(filepath.Join(root, "etc/resolv.conf")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
 		errs = append(errs, os.WriteFile(filepath.Join(root, "etc/resolv.conf"), []byte(resolvConf), 0o644))
 	}

@@ -40,7 +40,9 @@
 // afterwards, and any daemon that ignores it dies with the pid namespace.
 //
 // A customize hook records dpkg-query's view of the installed packages in
-// packages.tsv, removes /etc/hostname (the overlay sets it) and replaces the
+// packages.tsv, removes /etc/hostname (the overlay sets it) and the SSH host
+// keys openssh-server's postinst generated (every node built from one entry
+// would share them: first boot must run ssh-keygen -A), and replaces the
 // host's copied /etc/resolv.conf with a comment (the network configuration
 // sets the nameservers; a symlink installed by a package is kept).
 // mmdebstrap's own cleanup empties the apt lists and cache, writes an empty
@@ -68,8 +70,12 @@
 // grub-xen-bin apache2 mariadb-server pound puppetserver glusterfs-server
 // glusterfs-client pacemaker corosync crmsh rsync monit openssh-server dsh
 // cockpit lvm2 vlan ifupdown iproute2 vsftpd nginx phpmyadmin): 586
-// packages, 405 MB of .debs, 1414 MiB tarball, 2 min cold; GNU tar
-// extracts it in 4-19 s depending on the host's I/O load.
+// packages, 405 MB of .debs, 1414 MiB tarball, 2 min cold, 3.5-5 min
+// rebuilt from cached .debs on a host with a load of 5 (maintainer scripts,
+// not downloads, dominate); GNU tar extracts it in 4-19 s depending on the
+// host's I/O load. Unlike the small set, two builds of it were not
+// bit-identical: maintainer scripts write state at install time
+// (/var/lib/mysql's data files, and the SSH host keys now removed).
 //
 // # Layout
 //

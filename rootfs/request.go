@@ -16,7 +16,7 @@ import (
 // FormatVersion is part of every key. Bump it when this package changes what
 // it puts into a tarball (hooks, cleanup, layout), so old entries are not
 // mistaken for new ones.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // DefaultMirror is used when a Request names none.
 const DefaultMirror = "http://deb.debian.org/debian"

@@ -27,7 +27,7 @@ func TestBuildTrixie(t *testing.T) {
 		Mirror:   "http://deb.debian.org/debian",
 		Arch:     "amd64",
 		Variant:  "minbase",
-		Packages: []string{"iputils-arping", "libcap2-bin"},
+		Packages: []string{"iputils-arping", "libcap2-bin", "openssh-server"},
 	}
 	var lines []string
 	start := time.Now()
@@ -89,6 +89,9 @@ func TestBuildTrixie(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "etc/resolv.conf")); err != nil || string(b) != resolvConf {
 		t.Errorf("/etc/resolv.conf = %q, %v; want ours", b, err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, "etc/ssh/ssh_host_*")); !exists("usr/sbin/sshd") || len(m) != 0 {
+		t.Errorf("sshd installed: %v; host keys shared by every node: %v", exists("usr/sbin/sshd"), m)
 	}
 	if m, _ := filepath.Glob(filepath.Join(dir, "var/cache/apt/archives/*.deb")); len(m) != 0 {
 		t.Errorf("image keeps %d .debs", len(m))
