@@ -89,7 +89,7 @@ extend the embedded ones. A site file and --set change it for your site.`,
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log every external command")
 	root.PersistentFlags().StringSliceVar(&g.dirs, "personalities", nil, "extra `DIR` of personality YAML files (searched before the embedded ones)")
 	root.PersistentFlags().StringVar(&g.secret, "secret", "", "site secret `FILE` all generated keys derive from (default ~/.config/applbuild/secret)")
-	root.AddCommand(newListCmd(g), newShowCmd(g), newPlanCmd(g), newRenderCmd(g), newVolfilesCmd(g), newBuildCmd(g), newCacheCmd(g))
+	root.AddCommand(newListCmd(g), newShowCmd(g), newPlanCmd(g), newRenderCmd(g), newVolfilesCmd(g), newBuildCmd(g), newCacheCmd(g), newBootCmd(g))
 	return root
 }
 
