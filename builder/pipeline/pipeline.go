@@ -94,7 +94,7 @@ type Result struct {
 }
 
 // Build runs the pipeline.
-func Build(ctx context.Context, o Options) (*Result, error) {
+func Build(ctx context.Context, o Options) (_ *Result, err error) {
 	pl, t := o.Plan, o.Target
 	pr := o.Progress
 	if pr == nil {
@@ -120,7 +120,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	// 1. Everything that can be wrong with the plan, before any work.
 	st := pr.Start("verify")
 	files := map[string][]overlays.File{}
-	err := t.Verify(pl)
+	err = t.Verify(pl)
 	for _, n := range nodes {
 		if err != nil {
 			break
