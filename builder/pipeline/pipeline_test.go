@@ -98,6 +98,9 @@ func fakeOverlay(pl *builder.Plan, n *builder.Node) ([]overlays.File, error) {
 
 func fakeOptions(t *testing.T, tree, out string) Options {
 	s, pl := tinyPlan(t)
+	// A fake tree fits a root below the spec's minimum: the test is about
+	// the bytes, not the sizes.
+	pl.Nodes[0].Disks[0].Size = 64 * personalities.MiB
 	return Options{
 		Spec: s, Plan: pl, Target: xen.New(target.Options{XenDir: "/srv/xen"}),
 		Out: out, Render: fakeOverlay, Tree: tree, Version: "test",
