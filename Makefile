@@ -19,11 +19,11 @@ TEST_DEBS := $(BUILD_DEBS) openssh-client openssh-server sudo iproute2 shellchec
 	pacemaker pacemaker-cli-utils corosync drbd-utils nfs-kernel-server \
 	glusterfs-server glusterfs-client fuse3 rsync monit ifupdown \
 	apache2 libapache2-mod-svn subversion cvs mariadb-server mariadb-client \
-	lvm2 systemd-container
+	lvm2 systemd-container dsh base-passwd libxen-dev gcc grub-common time
 E2E_DEBS := $(TEST_DEBS) qemu-system-x86 qemu-utils
 BENCH_DEBS := $(E2E_DEBS) hyperfine time xen-tools
 
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.6.1
 
 .PHONY: all build run deps deps-test deps-e2e deps-bench test lint e2e bench clean
 

@@ -233,10 +233,6 @@ func TestExt4MinSizeIsALowerBound(t *testing.T) {
 	}
 }
 
-func itoa(i int) string {
-	return strings.TrimSpace(strings.Repeat(" ", 0) + string([]byte{byte('0' + i/100%10), byte('0' + i/10%10), byte('0' + i%10)}))
-}
-
 func TestIsNoSpace(t *testing.T) {
 	tests := []struct {
 		name string

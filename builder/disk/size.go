@@ -36,8 +36,5 @@ func FormatSize(n int64, up bool) string {
 		v = math.Floor(v + 1e-9)
 	}
 	s := fmt.Sprintf("%.2f", v/100)
-	if strings.HasSuffix(s, "0") {
-		s = s[:len(s)-1]
-	}
-	return s + " " + name
+	return strings.TrimSuffix(s, "0") + " " + name
 }
