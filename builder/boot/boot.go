@@ -308,13 +308,11 @@ func (v *VM) Stop() error {
 	return v.stopErr
 }
 
-// Patterns of the console that mark a boot's progress.
-var (
-	// MultiUser is systemd's status line for multi-user.target.
-	MultiUser = regexp.MustCompile(`Reached target multi-user\.target`)
-	// LoginPrompt is agetty's prompt on the serial console.
-	LoginPrompt = regexp.MustCompile(`^\S+ login:(?: |$)`)
-)
+// LoginPrompt is agetty's prompt on the serial console. There is no
+// pattern for multi-user.target: systemd stops writing status lines to the
+// console once a getty runs on it, usually before it reaches
+// multi-user.target. VM.WaitActive asks systemd instead.
+var LoginPrompt = regexp.MustCompile(`^\S+ login:(?: |$)`)
 
 // BootError is a boot that did not get where it was waited for.
 type BootError struct {

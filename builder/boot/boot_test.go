@@ -51,15 +51,18 @@ func TestSpinner(t *testing.T) {
 	}
 }
 
+// multiUser is a status line systemd writes while it still owns the console.
+var multiUser = regexp.MustCompile(`Reached target multi-user\.target`)
+
 func TestPatterns(t *testing.T) {
 	tests := []struct {
 		re   *regexp.Regexp
 		line string
 		want bool
 	}{
-		{MultiUser, "[  OK  ] Reached target multi-user.target - Multi-User System.", true},
-		{MultiUser, "[   30.1] systemd[1]: Reached target multi-user.target - Multi-User System.", true},
-		{MultiUser, "[  OK  ] Reached target network.target - Network.", false},
+		{multiUser, "[  OK  ] Reached target multi-user.target - Multi-User System.", true},
+		{multiUser, "[   30.1] systemd[1]: Reached target multi-user.target - Multi-User System.", true},
+		{multiUser, "[  OK  ] Reached target network.target - Network.", false},
 		{LoginPrompt, "n1 login: ", true},
 		{LoginPrompt, "n1 login:", true},
 		{LoginPrompt, "n1 login: [  225.160863] firstboot[1161]: applbuild-firstboot: 10-accounts: start", true},
@@ -190,13 +193,13 @@ func TestConsoleFollow(t *testing.T) {
 	f.WriteString("[    1.0] Linux version 6.12\r\n[ ***  ] Job a/start running (1s / 2s)\n")
 	f.WriteString("[\x1b[0;32m  OK  \x1b[0m] Reached target \x1b[0;1;39mmulti-user.target\x1b[0m - Multi")
 	time.Sleep(3 * pollEvery)
-	if _, _, ok := c.find(MultiUser, 0); ok {
+	if _, _, ok := c.find(multiUser, 0); ok {
 		t.Fatal("matched a line that is not complete yet")
 	}
 	f.WriteString("-User System.\nn1 login: ")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if l, next, ok := c.find(MultiUser, 0); ok {
+		if l, next, ok := c.find(multiUser, 0); ok {
 			if next != 2 || l.Text != "[  OK  ] Reached target multi-user.target - Multi-User System." {
 				t.Fatalf("find = %q, next %d", l.Text, next)
 			}

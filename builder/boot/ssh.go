@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/applbuild/applbuild/internal/run"
@@ -57,6 +58,37 @@ func (v *VM) WaitSSH(ctx context.Context) (time.Duration, error) {
 			return 0, be
 		case <-v.exited:
 			return 0, v.bootError("root's ssh login", "QEMU exited ("+v.exitReason()+")")
+		case <-time.After(3 * time.Second):
+		}
+	}
+}
+
+// WaitActive waits until unit is active in the guest (systemctl
+// is-active, over ssh) and returns how long after Start that was seen.
+// The console cannot tell: systemd stops writing status lines to it once
+// a getty owns it, before multi-user.target is reached.
+func (v *VM) WaitActive(ctx context.Context, unit string) (time.Duration, error) {
+	var last string
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		out, err := v.SSH(cctx, "systemctl is-active "+unit)
+		cancel()
+		state := strings.TrimSpace(string(out))
+		if err == nil && state == "active" {
+			return time.Since(v.Started), nil
+		}
+		if errors.Is(err, run.ErrMissing) {
+			return 0, err
+		}
+		last = state
+		if err != nil && state == "" {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return 0, v.bootError(unit, fmt.Sprintf("%v after %s (last state: %s)", context.Cause(ctx), time.Since(v.Started).Round(time.Second), last))
+		case <-v.exited:
+			return 0, v.bootError(unit, "QEMU exited ("+v.exitReason()+")")
 		case <-time.After(3 * time.Second):
 		}
 	}
