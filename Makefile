@@ -21,7 +21,7 @@ TEST_DEBS := $(BUILD_DEBS) openssh-client openssh-server sudo iproute2 shellchec
 	apache2 libapache2-mod-svn subversion cvs mariadb-server mariadb-client \
 	lvm2 systemd-container dsh base-passwd libxen-dev gcc grub-common time
 E2E_DEBS := $(TEST_DEBS) qemu-system-x86 qemu-utils
-BENCH_DEBS := $(E2E_DEBS) hyperfine time xen-tools
+BENCH_DEBS := $(BUILD_DEBS) time xen-tools
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.6.1
 
