@@ -177,6 +177,9 @@ func bootNode(t *testing.T, b *built, name string) {
 	if out, err := vm.SSH(ctx, "systemd-analyze time"); err == nil {
 		t.Logf("e2e: the guest's own count: %s", strings.Join(strings.Fields(string(out)), " "))
 	}
+	if out, err := vm.SSH(ctx, "systemd-analyze blame --no-pager | head -n 8"); err == nil {
+		t.Logf("slowest units under emulation:\n%s", out)
+	}
 
 	// Pacemaker starts the apache clone on its own time after that.
 	port := vm.HostPort(8080)
