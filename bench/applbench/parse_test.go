@@ -1,0 +1,112 @@
+package main
+
+import (
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func lines(texts ...string) []line {
+	var out []line
+	for i, t := range texts {
+		out = append(out, line{At: time.Duration(i) * time.Second, Text: t})
+	}
+	return out
+}
+
+func TestParseStages(t *testing.T) {
+	got := parseStages(lines(
+		"[verify] done in 8ms",
+		"stages: verify 8ms, rootfs 2m50.1s, extract 4.1s, n1 13.6s, manifest 950µs",
+	))
+	want := []stage{{"verify", 8 * time.Millisecond}, {"rootfs", 170*time.Second + 100*time.Millisecond},
+		{"extract", 4100 * time.Millisecond}, {"n1", 13600 * time.Millisecond}, {"manifest", 950 * time.Microsecond}}
+	if !slices.Equal(got, want) {
+		t.Errorf("parseStages = %v, want %v", got, want)
+	}
+}
+
+// A node's steps are timed from one progress line to the next: the tree
+// from "tree:" to the first disk step, the last step up to "done in".
+func TestNodeSteps(t *testing.T) {
+	got := nodeSteps(lines(
+		"[n1] tree: 65 files from the overlay", // 0
+		"[n2] tree: unrelated",                 // 1
+		"[n1] (1/5) root fs disk.img (2G)",     // 2
+		"[n1] (2/5) swap swap.img (128M)",      // 3
+		"[n1] (3/5) brick n1_vg0/a (64M)",      // 4
+		"[n1] (4/5) brick n1_vg0/b (64M)",      // 5
+		"[n1] (5/5) xl config n1.cfg",          // 6
+		"[n1] done in 9s",                      // 7
+	), "n1")
+	want := map[string]time.Duration{"tree": 2 * time.Second, "root fs": time.Second, "swap": time.Second,
+		"brick": 2 * time.Second, "xl config": time.Second}
+	if !maps.Equal(got, want) {
+		t.Errorf("nodeSteps = %v, want %v", got, want)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{3}, 3},
+		{[]float64{5, 1, 3}, 3},
+		{[]float64{4, 1, 3, 2}, 2.5},
+	} {
+		if got := median(tc.in); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestUnescapeMount(t *testing.T) {
+	if got := unescapeMount(`/var/tmp/a\040b`); got != "/var/tmp/a b" {
+		t.Errorf("unescapeMount = %q", got)
+	}
+}
+
+// The floor must format with the builder's own mke2fs.conf.
+func TestMke2fsConf(t *testing.T) {
+	conf, err := mke2fsConf(filepath.Join("..", "..", "builder", "disk", "ext4.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"[defaults]", "applbuild = {", "metadata_csum"} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("mke2fs.conf has no %q:\n%s", want, conf)
+		}
+	}
+}
+
+func TestNonZero(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "img")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A hole, one data block, a block of written zeros, a hole.
+	if _, err := f.WriteAt([]byte{1}, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(make([]byte, 4096), 1<<20+4096); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	got, err := nonZero(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != 4096 {
+		t.Errorf("nonZero = %d, want 4096", got)
+	}
+}
