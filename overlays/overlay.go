@@ -63,6 +63,7 @@ func Generators() []Generator {
 		{"dsh", dsh},
 		{"accounts", accounts},
 		{"branding", branding},
+		{"locale", locale},
 		{"cockpit", cockpit},
 		{"monit", monit},
 		{"corosync", corosync},
