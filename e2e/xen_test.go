@@ -81,7 +81,7 @@ func buildWebCluster(t *testing.T) *built {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache := os.Getenv("APPLBUILD_CACHE")
+	cache := os.Getenv("APPLBUILD_CACHE_DIR")
 	if cache == "" {
 		cache = rootfs.DefaultDir()
 	}
