@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,7 +47,7 @@ func TestSCMUnitsVerify(t *testing.T) {
 				}
 				paths = append(paths, p)
 			}
-			said := verifyUnits(t, paths)
+			said := analyzeVerify(t, paths...)
 			if tc.name == "generated" && said != "" {
 				t.Errorf("systemd-analyze verify:\n%s", said)
 			}
@@ -57,24 +56,6 @@ func TestSCMUnitsVerify(t *testing.T) {
 			}
 		})
 	}
-}
-
-// verifyUnits is everything systemd-analyze verify says, with its exit
-// status when it fails.
-func verifyUnits(t testing.TB, paths []string) string {
-	t.Helper()
-	bin, err := run.Look("systemd-analyze")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, append([]string{"verify", "--man=no"}, paths...)...)
-	cmd.Env = append(os.Environ(), "SYSTEMD_LOG_COLOR=0")
-	out, err := cmd.CombinedOutput()
-	said := strings.TrimSpace(string(out))
-	if err != nil {
-		said += fmt.Sprintf("\n(%v)", err)
-	}
-	return strings.TrimSpace(said)
 }
 
 // TestSCMHookLint checks the first-boot hook with bash -n and shellcheck.

@@ -91,18 +91,6 @@ func TestRsyncUnitsVerify(t *testing.T) {
 	lintBash(t, "applbuild-dr-pull", mustFile(t, files, drClientDir+"/applbuild-dr-pull").Data)
 }
 
-// verifyQuiet runs systemd-analyze verify on unit files; any stderr fails
-// (it exits 0 on unknown keys).
-func verifyQuiet(t *testing.T, units ...string) {
-	t.Helper()
-	cmd := exec.Command("systemd-analyze", append([]string{"verify", "--man=no"}, units...)...)
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
-	if err := cmd.Run(); err != nil || strings.TrimSpace(errb.String()) != "" {
-		t.Errorf("systemd-analyze verify %v: %v\n%s", units, err, errb.String())
-	}
-}
-
 // TestRsyncSysusers creates the account for real with systemd-sysusers in
 // an empty root.
 func TestRsyncSysusers(t *testing.T) {
