@@ -124,7 +124,8 @@ func writeReport(res *results, path string) error {
 		"(the plan's plus the Xen target's `%s`); %d installed.\n",
 		res.Personality, nn, res.Request.Suite, res.Request.Variant, len(res.Request.Packages),
 		strings.Join(res.TargetPkgs, " "), res.WarmPackages)
-	p("- Wall time is measured by the bench; peak RSS and bytes written come from GNU time (`/usr/bin/time`, " +
+	p("- Every measured command starts after a `sync`, so none pays for writing back what the one before left dirty. " +
+		"Wall time is measured by the bench; peak RSS and bytes written come from GNU time (`/usr/bin/time`, " +
 		"which reports wait4's rusage: peak RSS is that of the largest single process of the tree, " +
 		"bytes written are `File system outputs` × 512, i.e. /proc's write_bytes of every process the command waited for: " +
 		"page-cache pages dirtied, including files deleted later).\n")

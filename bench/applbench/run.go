@@ -82,6 +82,11 @@ func (r *runner) measure(name string, c cmdSpec) (*sample, error) {
 	os.Remove(timeOut)
 	args := append([]string{"/usr/bin/time", "-f", "%M %O", "-o", timeOut}, c.Args...)
 
+	// Nothing the previous command left dirty in the page cache is
+	// written back on this one's time.
+	if out, err := exec.CommandContext(r.ctx, "sync").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("sync: %w: %s", err, out)
+	}
 	fmt.Fprintf(os.Stderr, "bench: %s ...\n", name)
 	start := time.Now()
 	w := &lineLog{start: start, out: lf}
