@@ -153,9 +153,10 @@ func writeReport(res *results, path string) error {
 	}
 	p("- **Floor B** is `mke2fs -d` of the same tree (the rootfs tarball unpacked with the flags of `rootfs.Extract`), "+
 		"into a %s sparse file, with MakeExt4's flags and its mke2fs.conf (read from `builder/disk/ext4.go`), once per node "+
-		"with that node's UUID and label; the %d runs are summed. Warm rebuilds and floor B alternate.\n",
+		"with that node's UUID and label; the %d mke2fs runs of one round are summed. Warm rebuilds and floor B rounds alternate.\n",
 		size(res.RootSize), nn)
-	p("- Runs: %d cold, %d warm, %d of each one-node measurement.\n\n", len(res.Cold), len(res.Warm), len(res.BaseWarm))
+	p("- Runs: %d truly cold, %d cold and %d floor A; %d warm and %d floor B rounds; %d xen-create-image and %d cold one-node builds; %d of each warm one-node build.\n\n",
+		len(of([]*sample{res.TrulyCold}, wall)), len(res.Cold), len(res.FloorA), len(res.Warm), len(res.FloorB), len(res.XT), len(res.BaseCold), len(res.BaseWarm))
 
 	p("## Results: %s, %d nodes\n\n", res.Personality, nn)
 	p("| measurement | wall | peak RSS | written | ratio |\n|---|---|---|---|---|\n")
@@ -278,7 +279,7 @@ func writeReport(res *results, path string) error {
 	// xen-tools.
 	p("## One node: xen-tools' xen-create-image\n\n")
 	p("xen-create-image (xen-tools) made a comparable node: trixie by debootstrap from the same mirror, a %s ext4 root and "+
-		"128M swap as sparse image files in a directory, `--noboot --nohosts --pygrub`, its xl config and temporary "+
+		"128M swap as sparse image files in a directory, `--noboot --nohosts --pygrub` (pygrub boots the guest's own kernel, as applbuild's pvgrub2 does), its xl config and temporary "+
 		"directory in the bench's run directory, in a private mount namespace (it loop-mounts the root image to install into it). "+
 		"It needs neither `xl` nor a running Xen: with `--noboot` it only writes the images and the config. "+
 		"Its .deb cache (`--cachedir`) was seeded from the same pool as applbuild's.\n\n", size(res.RootSize))
@@ -342,8 +343,13 @@ func meaning(b *strings.Builder, res *results, coldW, floorAW, warmW, floorBW fl
 		"bootstrap: unpacking the tree once, building %d nodes and the manifest. The .debs were local, so this is CPU "+
 		"and disk work, not download time.",
 		coldW, floorAW, ratio(coldW, floorAW), rootfsS, coldW-rootfsS, len(res.Nodes))
-	if res.TrulyCold != nil {
-		p(" Downloading them too (the truly cold build) made it %.0f s.", res.TrulyCold.Wall.Seconds())
+	if tc := res.TrulyCold; tc != nil {
+		p(" With no .debs at all (the truly cold build, which downloaded them) it took %.0f s", tc.Wall.Seconds())
+		if xs := of(res.Cold, wall); tc.Wall.Seconds() <= slices.Max(xs)*1.05 {
+			p(", no slower than the cold builds: the mirror is fast from this machine.")
+		} else {
+			p(", %.0f s more than the cold median: the download.", tc.Wall.Seconds()-coldW)
+		}
 	}
 	p("\n")
 
@@ -378,11 +384,13 @@ func meaning(b *strings.Builder, res *results, coldW, floorAW, warmW, floorBW fl
 			what string
 		}
 		cands := []cand{
-			{nn * (mk - floor1), fmt.Sprintf("MakeExt4's passes around mke2fs, %.0f s over %d nodes: the debugfs pass is two "+
-				"`sif` commands per inode; setting atime and ctime in the tree before mke2fs reads it (or pinning only the inodes "+
-				"whose times differ) would drop it", nn*(mk-floor1), len(res.Nodes))},
+			{nn * (mk - floor1), fmt.Sprintf("MakeExt4's passes around mke2fs, %.0f s over %d nodes: the walk that measures the tree "+
+				"and the debugfs pass, two `sif` commands per inode, which exists because mke2fs -d copies atime and ctime from the "+
+				"source tree and nothing in userspace can set a file's ctime; a pass that writes the time fields of the inode table "+
+				"directly, or mke2fs's tar input (`-d -`, e2fsprogs ≥ 1.47.1, not on bookworm; whether it takes ctime from the "+
+				"archive is to be checked), would cut it", nn*(mk-floor1), len(res.Nodes))},
 			{nn*max(rootfs-mk, 0) + manifest, fmt.Sprintf("hashing, %.0f s: the images are hashed beside the next node's mke2fs "+
-				"(%.0f s slower per node than alone) and after the last one (%.0f s); sha256 of an image reads all of its %s "+
+				"(%.1f s slower per node than alone) and after the last one (%.0f s); sha256 of an image reads all of its %s "+
 				"per node, holes included, where a digest of the data extents plus the hole map (SEEK_DATA; a different manifest field) "+
 				"would read only the data", nn*max(rootfs-mk, 0)+manifest,
 				max(rootfs-mk, 0), manifest, size(nodeApparent(res)))},
@@ -422,7 +430,7 @@ func meaning(b *strings.Builder, res *results, coldW, floorAW, warmW, floorBW fl
 		xd, bd := res.XTSizes["disk.img"], res.BaseSizes["disk.img"]
 		p("- **Against xen-tools**: one base node from scratch takes %.0f s with applbuild and %.0f s with xen-create-image (%s), "+
 			"and a rebuild of it %.0f s (xen-tools has no cache: every image is a new debootstrap, then apt inside the loop-mounted image). "+
-			"Its root image carries %s of data for %s in use: the blocks of files it deleted (apt's downloads) stay in the image, "+
+			"Its root image carries %s of data for %s in use: the blocks of files it wrote and deleted while installing (apt's downloads among them) stay in the image, "+
 			"where applbuild's, written once by `mke2fs -d`, carries %s for %s in use (the rest of in-use is zeroed inode tables and journal). "+
 			"A web-cluster node (%d packages) rebuilds in %.0f s.\n",
 			median(of(res.BaseCold, wall)), xtW, ratio(median(of(res.BaseCold, wall)), xtW),
@@ -436,8 +444,8 @@ func meaning(b *strings.Builder, res *results, coldW, floorAW, warmW, floorBW fl
 }
 
 func signedSecs(d float64) string {
-	if d < 0 {
-		return fmt.Sprintf("nothing measurable (%.1f s)", d)
+	if d < 0.2 {
+		return fmt.Sprintf("nothing measurable (%+.1f s)", d)
 	}
 	return fmt.Sprintf("%.1f s", d)
 }
