@@ -59,6 +59,41 @@ func (mmdebstrap) build(ctx context.Context, req Request, dir, debs string, prog
 		// write the hooks' output into the cache; not needed yet.
 		return nil, errors.New("mmdebstrap: building a rootfs needs root")
 	}
+	args := Command(req, dir, debs)
+	lw := &lineWriter{emit: progress}
+	_, err := (&run.Cmd{
+		Args: args,
+		// mmdebstrap makes its chroot under TMPDIR: inside our temporary
+		// directory it is on the cache's file system (so the .deb hard
+		// links work) and removed with it if the build is killed.
+		Env:    []string{"SOURCE_DATE_EPOCH=" + strconv.FormatInt(req.SourceDateEpoch, 10), "TMPDIR=" + dir},
+		Stdout: lw,
+	}).Output(ctx)
+	lw.flush()
+	if err != nil {
+		if t := lw.tail(); t != "" && ctx.Err() == nil {
+			return nil, fmt.Errorf("%w\nlast status lines:\n%s", err, t)
+		}
+		return nil, err
+	}
+	return readStatus(filepath.Join(dir, statusFile))
+}
+
+// killGroup runs args as pid 1 of a new pid and mount namespace, which
+// dies, and takes every process of the build with it, when the unshare
+// process is killed (as exec does on context cancellation). The private
+// mount namespace keeps any mount a maintainer script or the bootstrap tool
+// makes off the host, whatever mode it runs in.
+func killGroup(args []string) []string {
+	return append([]string{"unshare", "--pid", "--fork", "--kill-child", "--mount", "--propagation=private", "--"}, args...)
+}
+
+// Command is the whole mmdebstrap command line a build of req runs, with
+// the namespace wrapper, writing dir/rootfs.tar and sharing .debs with the
+// debs directory: exported so the benchmark's floor runs exactly what a
+// build runs. req must be normalized; run it with SOURCE_DATE_EPOCH set
+// from req and TMPDIR=dir.
+func Command(req Request, dir, debs string) []string {
 	status := filepath.Join(dir, statusFile)
 	args := []string{
 		"mmdebstrap",
@@ -91,32 +126,7 @@ func (mmdebstrap) build(ctx context.Context, req Request, dir, debs string, prog
 		args = append(args, "--include="+strings.Join(req.Packages, ","))
 	}
 	args = append(args, "--", req.Suite, filepath.Join(dir, tarballName), req.Mirror)
-	lw := &lineWriter{emit: progress}
-	_, err := (&run.Cmd{
-		Args: killGroup(args),
-		// mmdebstrap makes its chroot under TMPDIR: inside our temporary
-		// directory it is on the cache's file system (so the .deb hard
-		// links work) and removed with it if the build is killed.
-		Env:    []string{"SOURCE_DATE_EPOCH=" + strconv.FormatInt(req.SourceDateEpoch, 10), "TMPDIR=" + dir},
-		Stdout: lw,
-	}).Output(ctx)
-	lw.flush()
-	if err != nil {
-		if t := lw.tail(); t != "" && ctx.Err() == nil {
-			return nil, fmt.Errorf("%w\nlast status lines:\n%s", err, t)
-		}
-		return nil, err
-	}
-	return readStatus(status)
-}
-
-// killGroup runs args as pid 1 of a new pid and mount namespace, which
-// dies, and takes every process of the build with it, when the unshare
-// process is killed (as exec does on context cancellation). The private
-// mount namespace keeps any mount a maintainer script or the bootstrap tool
-// makes off the host, whatever mode it runs in.
-func killGroup(args []string) []string {
-	return append([]string{"unshare", "--pid", "--fork", "--kill-child", "--mount", "--propagation=private", "--"}, args...)
+	return killGroup(args)
 }
 
 // readStatus parses dpkg-query's output, keeping installed packages.

@@ -315,7 +315,7 @@ func bench(ctx context.Context, c config) (err error) {
 			return err
 		}
 		s, err := r.measure(fmt.Sprintf("floor A mmdebstrap %d", i), cmdSpec{
-			Args: mmdebstrapArgs(req, tmp, filepath.Join(d, "debs")),
+			Args: rootfs.Command(req, tmp, filepath.Join(d, "debs")),
 			Env:  []string{"SOURCE_DATE_EPOCH=" + strconv.FormatInt(req.SourceDateEpoch, 10), "TMPDIR=" + tmp},
 		})
 		if err != nil {
@@ -588,40 +588,6 @@ func reportFrom(path, out string) error {
 	return writeReport(&res, out)
 }
 
-// mmdebstrapArgs is rootfs's mmdebstrap call (rootfs/builder.go), option
-// for option: the same variant, components, hooks, .deb sharing and
-// customize steps, in the same pid and mount namespace wrapper; only the
-// paths differ. Keep it in step with that file.
-func mmdebstrapArgs(req rootfs.Request, dir, debs string) []string {
-	status := filepath.Join(dir, "dpkg-query.tsv")
-	const resolvConf = "# applbuild: the network configuration (overlay or DHCP) sets the nameservers\n"
-	const dpkgQueryFormat = `${db:Status-Status}\t${Package}\t${Version}\t${Architecture}\n`
-	args := []string{
-		"unshare", "--pid", "--fork", "--kill-child", "--mount", "--propagation=private", "--",
-		"mmdebstrap",
-		"--mode=unshare",
-		"--format=tar",
-		"--variant=" + req.Variant,
-		"--architectures=" + req.Arch,
-		"--components=" + strings.Join(req.Components, ","),
-		`--aptopt=Acquire::Retries "5"`,
-		"--logfile=/dev/stdout",
-		"--skip=essential/unlink",
-		"--setup-hook=" + `mkdir -p "$1/var/cache/apt/archives" && { cp -al ` + shq(debs) + `/. "$1/var/cache/apt/archives/" 2>/dev/null || true; }`,
-		"--customize-hook=" + `find "$1/var/cache/apt/archives" -maxdepth 1 -type f -name '*.deb' -exec cp -aln -t ` + shq(debs) + ` {} + 2>/dev/null || true`,
-		"--customize-hook=" + strings.Join([]string{
-			`set -e`,
-			`rm -f "$1/etc/hostname"`,
-			`rm -f "$1"/etc/ssh/ssh_host_*_key "$1"/etc/ssh/ssh_host_*_key.pub`,
-			`if [ ! -L "$1/etc/resolv.conf" ]; then printf '%s' ` + shq(resolvConf) + ` > "$1/etc/resolv.conf"; fi`,
-			`chroot "$1" dpkg-query -W -f ` + shq(dpkgQueryFormat) + ` > ` + shq(status),
-		}, "\n"),
-		"--include=" + strings.Join(req.Packages, ","),
-		"--", req.Suite, filepath.Join(dir, "rootfs.tar"), req.Mirror,
-	}
-	return args
-}
-
 // makeExt4 is the hidden "makeext4 IMG TREE UUID LABEL SIZE TIME" mode:
 // builder/disk.MakeExt4 as the xen target calls it for a root disk.
 func makeExt4(args []string) error {
@@ -638,8 +604,6 @@ func makeExt4(args []string) error {
 		Name: "root filesystem",
 	})
 }
-
-func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 var confRE = regexp.MustCompile("(?s)const mke2fsConf = `(.*?)`")
 
