@@ -162,67 +162,10 @@ func MakeExt4(ctx context.Context, o Ext4Options) error {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if o.SourceDir != "" {
-		if err := pinTimes(ctx, o.Path, o.SourceDir, o.Time, cmd.Env); err != nil {
+		if err := pinInodeTimes(o.Path, o.Time); err != nil {
 			os.Remove(o.Path)
 			return fmt.Errorf("%s: %w", what, err)
 		}
-	}
-	return nil
-}
-
-// pinTimes sets every copied inode's atime and ctime to its mtime, and
-// all three times of the root directory to now (unix seconds).
-// mke2fs -d copies all three from the source, but atime moves when the
-// tree is read (mke2fs itself reads it, and relatime lets the kernel note
-// that) and ctime is whenever the tree was unpacked: neither is part of
-// the content, and both would make two builds of one tree differ. The root
-// directory is not copied at all: it keeps the wall-clock time at which
-// mke2fs linked the tree into it, E2FSPROGS_FAKE_TIME notwithstanding.
-func pinTimes(ctx context.Context, img, src string, now int64, env []string) error {
-	var script strings.Builder
-	for _, f := range []string{"atime", "ctime", "mtime"} {
-		fmt.Fprintf(&script, "sif / %s @%d\n", f, now)
-	}
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == src {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		if strings.ContainsAny(rel, "\n\r") {
-			return fmt.Errorf("%s: a file name with a line break cannot be given to debugfs", p)
-		}
-		q := `"/` + strings.ReplaceAll(rel, `"`, `""`) + `"`
-		t := strconv.FormatInt(fi.ModTime().Unix(), 10)
-		fmt.Fprintf(&script, "sif %s atime @%s\nsif %s ctime @%s\n", q, t, q, t)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("pin times: %w", err)
-	}
-	// debugfs exits 0 when a command fails, and says so on stderr only:
-	// fold stderr in and treat any line that is not an echoed command as
-	// a failure.
-	cmd := run.Cmd{
-		Args:  []string{"sh", "-c", `exec debugfs -w -f - "$0" 2>&1`, img},
-		Env:   env,
-		Stdin: strings.NewReader(script.String()),
-	}
-	out, err := cmd.Output(ctx)
-	if err != nil {
-		return fmt.Errorf("pin times: %w", err)
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		if line == "" || strings.HasPrefix(line, "debugfs: sif ") || strings.HasPrefix(line, "debugfs 1.") {
-			continue
-		}
-		return fmt.Errorf("pin times: debugfs: %s", line)
 	}
 	return nil
 }
