@@ -215,7 +215,7 @@ func writeReport(res *results, path string) error {
 	p("| step | median | what it does |\n|---|---|---|\n")
 	what := map[string]string{
 		"tree":      "hard-link copy of the unpacked tree, overlay files, systemd-sysusers in a chroot, owners, mtimes clamped",
-		"root fs":   "MakeExt4: measure the tree, `mke2fs -d`, then debugfs pins every inode's atime and ctime",
+		"root fs":   "MakeExt4: measure the tree, `mke2fs -d`, then pin every inode's atime and ctime in the inode tables",
 		"swap":      "swap header in a sparse file",
 		"LVM2 PV":   "LVM2 metadata written into the PV images",
 		"brick":     "an empty ext4 per brick LV, copied into the PV's extents",
@@ -230,7 +230,7 @@ func writeReport(res *results, path string) error {
 	p("| per node | wall | written |\n|---|---|---|\n")
 	p("| floor B: `mke2fs -d` of the unpacked tree | %.1f s | %s |\n", perNodeFloor, bytesCell(perNodeWritten(res.FloorB)))
 	p("| `mke2fs -d` of a hard-link copy of it (what a node's tree is) | %s | %s |\n", secs(of(res.LinkedMke2fs, wall)), bytesCell(of(res.LinkedMke2fs, written)))
-	p("| `disk.MakeExt4` alone on the unpacked tree (measure, mke2fs -d, debugfs) | %s | %s |\n", secs(of(res.MakeExt4, wall)), bytesCell(of(res.MakeExt4, written)))
+	p("| `disk.MakeExt4` alone on the unpacked tree (measure, mke2fs -d, pin times) | %s | %s |\n", secs(of(res.MakeExt4, wall)), bytesCell(of(res.MakeExt4, written)))
 	p("| the root fs step inside the warm build (beside the previous node's hashing) | %.1f s | |\n\n", steps["root fs"])
 
 	// Bytes.
@@ -371,7 +371,7 @@ func meaning(b *strings.Builder, res *results, coldW, floorAW, warmW, floorBW fl
 		"The node stages are %.0f s of it (%.0f s each), extract %.0f s, the manifest's wait for the last node's hashes %.0f s, "+
 		"and %.0f s fall outside the stages (removing the previous output and the work tree). "+
 		"Per node, mke2fs alone takes %.1f s (%.1f s on a hard-link copy of the tree, so the hard links cost %s); "+
-		"`disk.MakeExt4` takes %.1f s on the same tree, i.e. %.1f s for measuring the tree and pinning every inode's times with debugfs; "+
+		"`disk.MakeExt4` takes %.1f s on the same tree, i.e. %.1f s for measuring the tree and pinning every inode's times; "+
 		"inside the build the same step takes %.1f s, the rest being the previous node's hashing and the host's load on 2 CPUs.\n",
 		warmW, len(res.Nodes), floorBW, len(res.Nodes), ratio(warmW, floorBW), targetRatio, metWord(warmW, floorBW),
 		nodeSum, nodeSum/nn, extract, manifest, outside,
@@ -385,10 +385,9 @@ func meaning(b *strings.Builder, res *results, coldW, floorAW, warmW, floorBW fl
 		}
 		cands := []cand{
 			{nn * (mk - floor1), fmt.Sprintf("MakeExt4's passes around mke2fs, %.0f s over %d nodes: the walk that measures the tree "+
-				"and the debugfs pass, two `sif` commands per inode, which exists because mke2fs -d copies atime and ctime from the "+
-				"source tree and nothing in userspace can set a file's ctime; a pass that writes the time fields of the inode table "+
-				"directly, or mke2fs's tar input (`-d -`, e2fsprogs ≥ 1.47.1, not on bookworm; whether it takes ctime from the "+
-				"archive is to be checked), would cut it", nn*(mk-floor1), len(res.Nodes))},
+				"and the pass that pins atime and ctime in the inode tables (mke2fs -d copies both from the source tree, and "+
+				"nothing in userspace can set a file's ctime); mke2fs's tar input (`-d -`, e2fsprogs ≥ 1.47.1, not on bookworm) "+
+				"might make the walk unneeded", nn*(mk-floor1), len(res.Nodes))},
 			{nn*max(rootfs-mk, 0) + manifest, fmt.Sprintf("hashing, %.0f s: the images are hashed beside the next node's mke2fs "+
 				"(%.1f s slower per node than alone) and after the last one (%.0f s); sha256 of an image reads all of its %s "+
 				"per node, holes included, where a digest of the data extents plus the hole map (SEEK_DATA; a different manifest field) "+
