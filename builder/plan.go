@@ -589,7 +589,7 @@ func (pl *Plan) resolveApps(s *p.Spec) {
 		}
 		pl.NFS = append(pl.NFS, Export{Path: e.Path, Clients: clients, Options: opts})
 	}
-	if sv := pl.serviceByUnit("mariadb"); sv != nil {
+	if sv := pl.ServiceByUnit("mariadb"); sv != nil {
 		m := s.MariaDB
 		pl.MariaDB = &MariaDB{Port: orInt(m.Port, 3306), MaxConnections: orInt(m.MaxConnections, 100),
 			BufferPool: m.BufferPool, Datadir: orStr(m.Datadir, "/var/lib/mysql"), Bind: "0.0.0.0"}
@@ -597,7 +597,7 @@ func (pl *Plan) resolveApps(s *p.Spec) {
 			pl.MariaDB.BufferPool = 128 * p.MiB
 		}
 	}
-	if sv := pl.service("pound"); sv != nil {
+	if sv := pl.Service("pound"); sv != nil {
 		po := &Pound{Listen: sv.IP, Port: orInt(s.Pound.Port, 80), Backends: s.Pound.Backends}
 		if len(po.Backends) == 0 {
 			port := orInt(s.Pound.BackendPort, 8080)
@@ -614,7 +614,7 @@ func (pl *Plan) resolveApps(s *p.Spec) {
 		rs := &Rsync{Config: orStr(r.Config, "/etc/rsyncd.conf"), Home: orStr(r.Home, "/var/lib/rsync"),
 			Nice: r.Nice, IONice: r.IONice, Modules: r.Modules, DRKey: r.DRKey, DRHost: r.DRHost,
 			Schedule: orStr(r.Schedule, "daily")}
-		if sv := pl.serviceByUnit("rsync"); sv != nil {
+		if sv := pl.ServiceByUnit("rsync"); sv != nil {
 			rs.Address = sv.IP
 			if rs.DRHost == "" {
 				rs.DRHost = sv.Host
@@ -689,7 +689,7 @@ func (pl *Plan) warn(s *p.Spec) {
 }
 
 // Service returns the service named name, or nil.
-func (pl *Plan) service(name string) *Service {
+func (pl *Plan) Service(name string) *Service {
 	for i := range pl.Services {
 		if pl.Services[i].Name == name {
 			return &pl.Services[i]
@@ -698,10 +698,8 @@ func (pl *Plan) service(name string) *Service {
 	return nil
 }
 
-// Service returns the service named name, or nil.
-func (pl *Plan) Service(name string) *Service { return pl.service(name) }
-
-func (pl *Plan) serviceByUnit(unit string) *Service {
+// ServiceByUnit returns the service run by the systemd unit, or nil.
+func (pl *Plan) ServiceByUnit(unit string) *Service {
 	for i := range pl.Services {
 		if pl.Services[i].Unit == unit {
 			return &pl.Services[i]

@@ -8,16 +8,6 @@ import (
 // MariaDB (apps_mariadb.go), pound (apps_pound.go) and the scm
 // personality's Subversion and CVS (apps_scm.go).
 
-// appService finds the plan's service run by unit, or nil.
-func appService(pl *builder.Plan, unit string) *builder.Service {
-	for i := range pl.Services {
-		if pl.Services[i].Unit == unit {
-			return &pl.Services[i]
-		}
-	}
-	return nil
-}
-
 // appPort is the service's port, or def when the spec left it out.
 func appPort(sv *builder.Service, def int) int {
 	if sv == nil || sv.Port == 0 {

@@ -28,7 +28,7 @@ const HealthPath = "/healthz"
 // (alias, dir, mime, authz_core, ...), so nothing is enabled here; scm
 // enables its dav_svn modules itself.
 func apache(in Input) ([]File, error) {
-	sv := appService(in.Plan, "apache2")
+	sv := in.Plan.ServiceByUnit("apache2")
 	if sv == nil {
 		return nil, nil
 	}

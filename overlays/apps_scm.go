@@ -33,7 +33,7 @@ func scm(in Input) ([]File, error) {
 	}
 	d := scmData{
 		Product: in.Plan.Branding.Product, ProductQ: appShQuote(in.Plan.Branding.Product),
-		SVNRoot: s.SVNRoot, Repos: s.Repos, SVNPort: appPort(appService(in.Plan, "svnserve"), 3690),
+		SVNRoot: s.SVNRoot, Repos: s.Repos, SVNPort: appPort(in.Plan.ServiceByUnit("svnserve"), 3690),
 		CVSRoot: s.CVSRoot, CVSPort: appCVSPort,
 	}
 	for _, dir := range []string{d.SVNRoot, d.CVSRoot} {
@@ -63,7 +63,7 @@ func scm(in Input) ([]File, error) {
 	if d.SVNRoot != "" {
 		gens = append(gens, gen{"/etc/systemd/system/svnserve.service", 0o644, "app-scm-svnserve.service.tmpl"})
 		links = append(links, symlink("/etc/systemd/system/multi-user.target.wants/svnserve.service", "../svnserve.service"))
-		if appService(in.Plan, "apache2") != nil {
+		if in.Plan.ServiceByUnit("apache2") != nil {
 			gens = append(gens, gen{"/etc/apache2/conf-available/applbuild-svn.conf", 0o644, "app-scm-apache-svn.conf.tmpl"})
 			// libapache2-mod-svn's postinst enables these too; writing them
 			// makes the overlay not depend on which maintainer scripts ran.
