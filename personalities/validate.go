@@ -133,15 +133,12 @@ func (s *Spec) validate() error {
 	s.validateGluster(bad, nodes)
 	s.validateDRBD(bad)
 
-	mods := map[string]bool{}
+	// Named items (modules, vlans, services, volumes, drbd) cannot repeat a
+	// name: within a file the schema refuses it, across files they merge.
 	for i, m := range s.Rsync.Modules {
-		switch {
-		case !idRE.MatchString(m.Name):
+		if !idRE.MatchString(m.Name) {
 			bad(s.at("rsync", "modules", i, "name"), "rsync module %q: want letters, digits, _ and -", m.Name)
-		case mods[m.Name]:
-			bad(s.at("rsync", "modules", i, "name"), "rsync module %q defined twice", m.Name)
 		}
-		mods[m.Name] = true
 		if !strings.HasPrefix(m.Path, "/") {
 			bad(s.at("rsync", "modules", i, "path"), "rsync module %q: path %q must be absolute", m.Name, m.Path)
 		}
@@ -199,7 +196,7 @@ func (s *Spec) validateNetwork(bad badFunc) map[netip.Addr]string {
 			bad(s.at("network", "dns", i), "network.dns %q is not an IP address", d)
 		}
 	}
-	ids, names := map[int]bool{}, map[string]bool{}
+	ids := map[int]bool{}
 	for i, v := range n.VLANs {
 		at := func(k string) Pos { return s.at("network", "vlans", i, k) }
 		if v.ID < 1 || v.ID > 4094 {
@@ -210,10 +207,7 @@ func (s *Spec) validateNetwork(bad badFunc) map[netip.Addr]string {
 		ids[v.ID] = true
 		if !nameRE.MatchString(v.Name) {
 			bad(at("name"), "vlan name %q: want lower-case letters, digits and dashes", v.Name)
-		} else if names[v.Name] {
-			bad(at("name"), "vlan %q defined twice", v.Name)
 		}
-		names[v.Name] = true
 		vp, err := netip.ParsePrefix(v.Subnet)
 		if err != nil || !vp.Addr().Is4() {
 			bad(at("subnet"), "vlan %q: subnet %q: want an IPv4 CIDR", v.Name, v.Subnet)
@@ -312,15 +306,11 @@ func (s *Spec) validateServices(bad badFunc, used map[netip.Addr]string) {
 	for _, r := range s.DRBD {
 		drbd[r.Name] = true
 	}
-	seen := map[string]bool{}
 	for i, sv := range s.Services {
 		at := func(k string) Pos { return s.at("services", i, k) }
 		if !idRE.MatchString(sv.Name) {
 			bad(at("name"), "service name %q: want letters, digits, _ and -", sv.Name)
-		} else if seen[sv.Name] {
-			bad(at("name"), "service %q defined twice", sv.Name)
 		}
-		seen[sv.Name] = true
 		switch sv.Kind {
 		case KindClone, KindSingleton, KindLocal:
 		default:
@@ -371,15 +361,12 @@ func (s *Spec) validateGluster(bad badFunc, nodes map[string]bool) {
 	if replica < 1 || replica > s.Cluster.Nodes {
 		bad(s.at("gluster", "replica"), "gluster.replica %d is above the node count %d", g.Replica, s.Cluster.Nodes)
 	}
-	names, mounts, bricks := map[string]bool{}, map[string]string{}, map[string]string{}
+	mounts, bricks := map[string]string{}, map[string]string{}
 	for i, v := range g.Volumes {
 		at := func(k string) Pos { return s.at("gluster", "volumes", i, k) }
 		if !idRE.MatchString(v.Name) {
 			bad(at("name"), "volume name %q: want letters, digits, _ and -", v.Name)
-		} else if names[v.Name] {
-			bad(at("name"), "volume %q defined twice", v.Name)
 		}
-		names[v.Name] = true
 		if !strings.HasPrefix(v.Mount, "/") {
 			bad(at("mount"), "volume %q: mount %q must be an absolute path", v.Name, v.Mount)
 		} else if other, dup := mounts[v.Mount]; dup {
@@ -422,15 +409,12 @@ func (s *Spec) validateDRBD(bad badFunc) {
 	if s.Cluster.Nodes != 2 {
 		bad(s.at("cluster", "nodes"), "drbd needs exactly 2 nodes, the cluster has %d", s.Cluster.Nodes)
 	}
-	names, ports, minors := map[string]bool{}, map[int]bool{}, map[int]bool{}
+	ports, minors := map[int]bool{}, map[int]bool{}
 	for i, r := range s.DRBD {
 		at := func(k string) Pos { return s.at("drbd", i, k) }
 		if !idRE.MatchString(r.Name) {
 			bad(at("name"), "drbd name %q: want letters, digits, _ and -", r.Name)
-		} else if names[r.Name] {
-			bad(at("name"), "drbd %q defined twice", r.Name)
 		}
-		names[r.Name] = true
 		if r.Port < 1024 || r.Port > 65535 {
 			bad(at("port"), "drbd %q: port %d: want 1024 to 65535", r.Name, r.Port)
 		} else if ports[r.Port] {
