@@ -21,8 +21,16 @@ if [ ! -e "$policy" ]; then
 	$SUDO chmod 755 "$policy"
 	made_policy=1
 fi
-cleanup() { [ -n "$made_policy" ] && $SUDO rm -f "$policy"; }
-trap cleanup EXIT INT TERM
+# The trap must not replace the script's status: a false test as its last
+# command made a successful install exit 1 where policy-rc.d already existed.
+cleanup() {
+	status=$?
+	if [ -n "$made_policy" ]; then $SUDO rm -f "$policy"; fi
+	exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 retry() {
 	n=0
 	until "$@"; do
