@@ -543,12 +543,15 @@ func (pl *Plan) fillVG(vg *VG, n *Node) {
 
 // glusterMount is the client mount of a volume. Managed volumes mount from
 // the node itself with the others as volfile servers; legacy ones from the
-// seed's client volfile. nofail keeps a node bootable (and its local copy
-// of the directory in use) while the volume is not there yet.
+// seed's client volfile. They are noauto: applbuild-gluster.service mounts
+// them on every boot once the volume is started (systemd's own attempt at
+// boot, before the pool exists, would leave failed mount units), and
+// Pacemaker starts only after it, so no service ever runs on the image's
+// local copy of a shared directory.
 func (pl *Plan) glusterMount(v Volume, self string) Mount {
 	if pl.Gluster.Mode == p.GlusterLegacy {
 		return Mount{Source: "/etc/glusterfs/glusterfs_" + v.Name + ".vol", Target: v.Mount, Type: "glusterfs",
-			Options: "defaults,_netdev,nofail,direct-io-mode=disable"}
+			Options: "noauto,_netdev,direct-io-mode=disable"}
 	}
 	var backups []string
 	for _, n := range v.Nodes {
@@ -556,7 +559,7 @@ func (pl *Plan) glusterMount(v Volume, self string) Mount {
 			backups = append(backups, n)
 		}
 	}
-	opts := "defaults,_netdev,nofail,x-systemd.requires=glusterd.service"
+	opts := "noauto,_netdev,x-systemd.requires=glusterd.service"
 	if len(backups) > 0 {
 		opts += ",backup-volfile-servers=" + strings.Join(backups, ":")
 	}

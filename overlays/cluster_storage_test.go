@@ -212,7 +212,7 @@ func TestPacemakerDropIn(t *testing.T) {
 	if _, err := check([]byte(strings.Replace(string(f.Data), "Wants=", "Wantz=", 1))); err == nil {
 		t.Error("systemd-analyze accepts a drop-in with an unknown key")
 	}
-	for _, want := range []string{"After=remote-fs.target", "Wants=remote-fs.target"} {
+	for _, want := range []string{"After=remote-fs.target applbuild-gluster.service", "Wants=remote-fs.target applbuild-gluster.service"} {
 		if !strings.Contains(string(f.Data), want+"\n") {
 			t.Errorf("drop-in lacks %s", want)
 		}

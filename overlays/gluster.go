@@ -15,15 +15,17 @@ import (
 const (
 	// glusterHook is the volume setup. It is not a first-boot hook: it
 	// waits for the peers, which may come hours later, so it runs in its
-	// own unit (glusterSetupUnit) that retries until it has succeeded once
-	// instead of holding up the node's first boot and Pacemaker.
+	// own unit (glusterSetupUnit), on every boot, and Pacemaker waits for
+	// it.
 	glusterHook       = "/usr/lib/applbuild/gluster-setup"
 	glusterSetupUnit  = "applbuild-gluster.service"
 	glusterLegacyUnit = "applbuild-glusterfsd.service"
-	// glusterTimeout bounds each wait of one run: long enough for three
-	// nodes booting together under Xen in QEMU, short enough that a node
-	// alone says so within minutes; the unit then runs it again.
-	glusterTimeout = 300
+	// glusterTimeout bounds each wait of one run: 0, no bound. Peers boot
+	// in any order and as late as they like (under software emulation a
+	// node takes 6-7 minutes to boot); a bound would only make the unit
+	// fail and restart, and Pacemaker would then start on the image's
+	// local directories.
+	glusterTimeout = 0
 )
 
 func gluster(in Input) ([]File, error) {

@@ -114,6 +114,8 @@ umount)
 	fi ;;
 mountpoint) grep -qxF "$2" "$FAKE/mounted" ;;
 mkdir | stat) ;;
+systemd-escape) echo "${!#}.mount" ;;
+systemctl) [ "$1" = start ] && echo "${2%.mount}" >>"$FAKE/mounted" ;;
 esac
 `
 
@@ -132,7 +134,7 @@ func runHook(t *testing.T, pl *builder.Plan, node string, up []string, timeout i
 	}
 	os.WriteFile(filepath.Join(root, "etc/apache2/apache2.conf"), []byte("ServerRoot /etc/apache2\n"), 0o644)
 	os.WriteFile(filepath.Join(bin, "gluster"), []byte(fakeGluster), 0o755)
-	for _, name := range []string{"mount", "umount", "mountpoint", "mkdir", "stat"} {
+	for _, name := range []string{"mount", "umount", "mountpoint", "mkdir", "stat", "systemd-escape", "systemctl"} {
 		os.WriteFile(filepath.Join(bin, name), []byte(fakeMount), 0o755)
 	}
 	// The brick filesystems are mounted, as the image's fstab does.
@@ -157,8 +159,14 @@ func runHook(t *testing.T, pl *builder.Plan, node string, up []string, timeout i
 		"APPLBUILD_NODE="+node, "APPLBUILD_INDEX=1", "APPLBUILD_NODES=n1 n2 n3", "APPLBUILD_DOMAIN="+pl.Domain,
 		fmt.Sprintf("APPLBUILD_GLUSTER_TIMEOUT=%d", timeout), "APPLBUILD_GLUSTER_INTERVAL=0.1",
 		"APPLBUILD_GLUSTER_TMP="+tmp, "APPLBUILD_GLUSTER_DONE="+filepath.Join(state, "done"),
+		"APPLBUILD_STATUS="+filepath.Join(state, "status"),
 	)
 	err = cmd.Run()
+	// The status file follows the hook's own stderr (hookStatus reads it).
+	if st, rerr := os.ReadFile(filepath.Join(state, "status")); rerr == nil {
+		errb.WriteString(statusMark)
+		errb.Write(st)
+	}
 	b, _ := os.ReadFile(filepath.Join(state, "calls"))
 	calls = strings.Split(strings.TrimSpace(string(b)), "\n")
 	if left, _ := os.ReadDir(tmp); len(left) != 0 {
@@ -171,6 +179,24 @@ func runHook(t *testing.T, pl *builder.Plan, node string, up []string, timeout i
 		t.Errorf("apache2 not seeded once with the image's /etc/apache2: %v", seeded)
 	}
 	return calls, errb.String(), err
+}
+
+const statusMark = "\n--- status file ---\n"
+
+// hookStatus is the gluster= line of the status file the run left.
+func hookStatus(t *testing.T, stderr string) string {
+	t.Helper()
+	_, st, ok := strings.Cut(stderr, statusMark)
+	if !ok {
+		t.Fatalf("the hook wrote no status file:\n%s", stderr)
+	}
+	for _, l := range strings.Split(st, "\n") {
+		if v, ok := strings.CutPrefix(l, "gluster="); ok {
+			return v
+		}
+	}
+	t.Fatalf("no gluster= line in the status file:\n%s", st)
+	return ""
 }
 
 // matchCalls asserts that the patterns match calls in this order (other
@@ -207,15 +233,20 @@ func TestGlusterHookSequence(t *testing.T) {
 		`gluster --mode=script volume info global`,
 		`gluster --mode=script volume create global replica 3 n1:/data/global/brick n2:/data/global/brick n3:/data/global/brick`,
 		`gluster --mode=script volume set global auth.allow `+regexp.QuoteMeta(pl.Gluster.Allow),
+		`gluster --mode=script volume set global cluster.quorum-type auto`,
+		`gluster --mode=script volume set global cluster.server-quorum-type server`,
 		`gluster --mode=script volume start global`,
 		`gluster --mode=script volume create apache2 replica 3 .*`,
 		`mount -t glusterfs n1:/global .*/applbuild-gluster-vol\..*`,
 		`mount --bind / .*/applbuild-gluster-root\..*`,
 		`mount -t glusterfs n1:/apache2 .*`, `mount --bind / .*`,
-		`mount /usr/global`, `mount /etc/apache2`, `mount /etc/phpmyadmin`,
+		`systemctl start /usr/global.mount`, `systemctl start /etc/apache2.mount`, `systemctl start /etc/phpmyadmin.mount`,
 	)
 	if !strings.Contains(stderr, "seeded volume apache2 with the image's /etc/apache2") {
 		t.Errorf("no seeding log line:\n%s", stderr)
+	}
+	if st := hookStatus(t, stderr); st != "done: 10 volumes mounted" {
+		t.Errorf("status after a complete run: %q", st)
 	}
 
 	// A second node waits for the volumes, probes the first back, mounts.
@@ -255,6 +286,9 @@ func TestGlusterHookLoneNode(t *testing.T) {
 		if strings.HasPrefix(c, "mount ") || strings.Contains(c, "volume create") {
 			t.Errorf("lone node went on to %q", c)
 		}
+	}
+	if st := hookStatus(t, stderr); st != "failed: timed out after 2s waiting for glusterd on n2 (gluster peer probe n2)" {
+		t.Errorf("status of the failed run: %q", st)
 	}
 }
 

@@ -376,8 +376,21 @@ func writeManifest(dir string, o Options, entry *rootfs.Entry, nodes []*builder.
 	if err != nil {
 		return nil, err
 	}
-	return m, os.WriteFile(filepath.Join(dir, ManifestName), append(b, '\n'), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, ManifestName), append(b, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	// The plan itself, beside the images: what `applbuild cluster` checks
+	// a running cluster against (its services, volumes and addresses), the
+	// same plan the images were made from whatever --site and --set said.
+	pb, err := json.MarshalIndent(o.Plan, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return m, os.WriteFile(filepath.Join(dir, PlanName), append(pb, '\n'), 0o644)
 }
+
+// PlanName is the plan's file name in the output directory.
+const PlanName = "plan.json"
 
 func jsonSHA256(v any) (string, error) {
 	b, err := json.Marshal(v)

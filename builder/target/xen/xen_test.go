@@ -92,7 +92,7 @@ func TestConfig(t *testing.T) {
 				t.Fatalf("libxlutil refuses the config: %v", err)
 			}
 			want := []string{
-				"name=n1", "type=" + tt.typ, "kernel=" + tt.loader, "memory=256", "vcpus=1",
+				"name=n1", "type=" + tt.typ, "kernel=" + tt.loader, "memory=3072", "vcpus=1",
 				"disk vdev=xvda2 format=raw rw=1 target=/srv/xen/n1/disk.img",
 				"disk vdev=xvda1 format=raw rw=1 target=/srv/xen/n1/swap.img",
 				"disk vdev=xvdb1 format=raw rw=1 target=/srv/xen/n1/sdb1.img",
