@@ -41,6 +41,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	var status exitStatus // a remote command's own (cluster ssh): passed through, silently
+	if errors.As(err, &status) {
+		return int(status)
+	}
 	fmt.Fprintln(stderr, "applbuild:", err)
 	var specErrs personalities.Errors
 	var uerr usageError
@@ -89,7 +93,8 @@ extend the embedded ones. A site file and --set change it for your site.`,
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log every external command")
 	root.PersistentFlags().StringSliceVar(&g.dirs, "personalities", nil, "extra `DIR` of personality YAML files (searched before the embedded ones)")
 	root.PersistentFlags().StringVar(&g.secret, "secret", "", "site secret `FILE` all generated keys derive from (default ~/.config/applbuild/secret)")
-	root.AddCommand(newListCmd(g), newShowCmd(g), newPlanCmd(g), newRenderCmd(g), newVolfilesCmd(g), newBuildCmd(g), newCacheCmd(g), newBootCmd(g))
+	root.AddCommand(newListCmd(g), newShowCmd(g), newPlanCmd(g), newRenderCmd(g), newVolfilesCmd(g), newBuildCmd(g), newCacheCmd(g), newBootCmd(g),
+		newClusterCmd(g))
 	return root
 }
 

@@ -1,0 +1,148 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/applbuild/applbuild/internal/run"
+)
+
+// The cluster's L2 segment: a bridge inside a network namespace of the
+// cluster's own, one tap per node on it, and one address for applbuild
+// itself (the plan's gateway, or the last host address of the LAN) so it
+// can reach the nodes. Nothing is added to the host's own namespace: the
+// namespace is made with `ip netns add` and all links live inside it.
+
+const (
+	bridgeName = "br0"
+	netnsDir   = "/run/netns"
+)
+
+// netnsName is the namespace of a cluster's state directory: one per
+// personality, so two clusters of one personality cannot run at once
+// (their nodes would claim the same addresses anyway).
+func netnsName(personality string) string {
+	n := "applbuild-" + personality
+	if len(n) > 64 {
+		n = n[:64]
+	}
+	return n
+}
+
+func tapName(node string) string {
+	n := "tap-" + node
+	if len(n) > 15 { // IFNAMSIZ - 1
+		n = n[:15]
+	}
+	return n
+}
+
+func netnsExists(name string) bool {
+	_, err := os.Stat(filepath.Join(netnsDir, name))
+	return err == nil
+}
+
+// createNetwork makes the namespace, the bridge, applbuild's address on
+// it and a tap per node. On error it removes what it made.
+func createNetwork(ctx context.Context, ns, hostAddr string, taps []string) (err error) {
+	if netnsExists(ns) {
+		return fmt.Errorf("network namespace %s exists already: is the cluster up? (applbuild cluster down removes it)", ns)
+	}
+	if err := run.Run(ctx, "ip", "netns", "add", ns); err != nil {
+		return fmt.Errorf("create network namespace %s: %w", ns, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = deleteNetwork(context.WithoutCancel(ctx), ns)
+		}
+	}()
+	in := func(args ...string) error {
+		return run.Run(ctx, append([]string{"ip", "-n", ns}, args...)...)
+	}
+	steps := [][]string{
+		{"link", "set", "lo", "up"},
+		{"link", "add", bridgeName, "type", "bridge", "stp_state", "0", "forward_delay", "0"},
+		{"addr", "add", hostAddr, "dev", bridgeName},
+		{"link", "set", bridgeName, "up"},
+	}
+	for _, t := range taps {
+		steps = append(steps,
+			[]string{"tuntap", "add", "dev", t, "mode", "tap"},
+			[]string{"link", "set", t, "master", bridgeName},
+			[]string{"link", "set", t, "up"})
+	}
+	for _, s := range steps {
+		if err := in(s...); err != nil {
+			return fmt.Errorf("cluster network (%s): %w", strings.Join(s, " "), err)
+		}
+	}
+	return nil
+}
+
+// deleteNetwork removes the namespace and, with it, every link inside.
+// A namespace that is not there is not an error.
+func deleteNetwork(ctx context.Context, ns string) error {
+	if !netnsExists(ns) {
+		return nil
+	}
+	if err := run.Run(ctx, "ip", "netns", "del", ns); err != nil {
+		return fmt.Errorf("remove network namespace %s: %w", ns, err)
+	}
+	return nil
+}
+
+// setLink turns a tap up or down: the node's cable pulled or put back,
+// for partition drills. The guest keeps running and sees its link go.
+func setLink(ctx context.Context, ns, tap string, up bool) error {
+	state := "down"
+	if up {
+		state = "up"
+	}
+	return run.Run(ctx, "ip", "-n", ns, "link", "set", tap, state)
+}
+
+// inNetns runs f on an OS thread that has joined the namespace ns. The
+// thread is never given back to the runtime (it ends with the goroutine),
+// so no other goroutine ever runs in the cluster's namespace.
+func inNetns(ns string, f func() error) error {
+	fd, err := os.Open(filepath.Join(netnsDir, ns))
+	if err != nil {
+		return fmt.Errorf("network namespace %s: %w", ns, err)
+	}
+	defer fd.Close()
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: the thread dies with this goroutine.
+		if err := unix.Setns(int(fd.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("join network namespace %s: %w", ns, err)
+			return
+		}
+		done <- f()
+	}()
+	return <-done
+}
+
+// dialIn tries a TCP connection to addr from inside ns; nil means
+// something accepted it.
+func dialIn(ns, addr string, timeout time.Duration) error {
+	return inNetns(ns, func() error {
+		c, err := net.DialTimeout("tcp", addr, timeout)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+}
+
+// errNotUp is a cluster command that needs the cluster running.
+var errNotUp = errors.New("the cluster is not up (applbuild cluster up starts it)")

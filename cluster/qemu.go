@@ -1,0 +1,154 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/applbuild/applbuild/builder/boot"
+	"github.com/applbuild/applbuild/internal/run"
+)
+
+// A node runs as a daemonized QEMU inside the cluster's namespace, so it
+// outlives the applbuild command that started it: `cluster up` returns
+// with the cluster running, `kill`, `start` and `down` act on it later
+// through its pid file. Its disks are qcow2 overlays in its state
+// directory: the built images are only read, and `down` forgets all.
+
+// nodeFiles are the paths of one node's run in its state directory.
+type nodeFiles struct{ dir string }
+
+func (f nodeFiles) pid() string     { return filepath.Join(f.dir, "qemu.pid") }
+func (f nodeFiles) console() string { return filepath.Join(f.dir, "console.log") }
+func (f nodeFiles) key() string     { return filepath.Join(f.dir, "id_ed25519") }
+func (f nodeFiles) kernel() string  { return filepath.Join(f.dir, "vmlinuz") }
+func (f nodeFiles) initrd() string  { return filepath.Join(f.dir, "initrd.img") }
+func (f nodeFiles) overlay(i int) string {
+	return filepath.Join(f.dir, fmt.Sprintf("disk%d.qcow2", i))
+}
+
+// prepareNode makes the node's state directory: its overlays, kernel and
+// initrd (read out of the root image), and root's key for ssh.
+func prepareNode(ctx context.Context, n *Node) error {
+	f := nodeFiles{n.Dir}
+	if err := os.MkdirAll(n.Dir, 0o700); err != nil {
+		return err
+	}
+	if _, _, err := boot.Kernel(ctx, n.Disks[0], n.Dir); err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
+	}
+	for i, d := range n.Disks {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return err
+		}
+		if err := run.Run(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", abs, "-F", "raw", f.overlay(i)); err != nil {
+			return fmt.Errorf("%s: overlay for %s: %w", n.Name, d, err)
+		}
+	}
+	if len(n.SSHKey) == 0 {
+		return fmt.Errorf("%s: the image carries no root key (/root/.ssh/id_ed25519)", n.Name)
+	}
+	return os.WriteFile(f.key(), n.SSHKey, 0o600)
+}
+
+// accel is KVM where the machine has it, QEMU's emulator otherwise.
+func accel() (string, string) {
+	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
+		f.Close()
+		return "kvm", "host"
+	}
+	return "tcg", boot.DefaultCPU
+}
+
+// qemuArgs is the node's QEMU command line.
+func qemuArgs(n *Node) []string {
+	f := nodeFiles{n.Dir}
+	acc, cpu := accel()
+	args := []string{
+		"-name", "applbuild-" + n.Name + ",process=applbuild-" + n.Name,
+		"-machine", "q35", "-accel", acc, "-cpu", cpu,
+		"-m", strconv.FormatInt(n.Memory>>20, 10) + "M", "-smp", strconv.Itoa(n.CPUs),
+		"-nodefaults", "-display", "none", "-no-user-config",
+		"-daemonize", "-pidfile", f.pid(),
+		"-chardev", "file,id=s0,append=on,path=" + f.console(), "-serial", "chardev:s0",
+		"-kernel", f.kernel(), "-initrd", f.initrd(),
+		"-append", boot.KernelCommandLine(n.Machine, nil),
+		"-netdev", "tap,id=n0,ifname=" + n.Tap + ",script=no,downscript=no",
+		"-device", "virtio-net-pci,netdev=n0,mac=" + n.MAC,
+		"-device", "virtio-rng-pci",
+		// A watchdog, as a Xen domU has xen_wdt: what a hung node's
+		// self-fencing (SBD) needs. It resets the guest, like a reboot.
+		"-device", "i6300esb", "-action", "watchdog=reset",
+	}
+	for i := range n.Disks {
+		args = append(args, "-drive", fmt.Sprintf("file=%s,format=qcow2,if=virtio,cache=unsafe,discard=unmap", f.overlay(i)))
+	}
+	return args
+}
+
+// startNode boots the node (its overlays keep their state: a node that
+// was killed comes back with what it had written).
+func startNode(ctx context.Context, ns string, n *Node) error {
+	if pid := nodePID(n); pid > 0 {
+		return fmt.Errorf("%s is running already (pid %d)", n.Name, pid)
+	}
+	qemu, err := run.Look("qemu-system-x86_64")
+	if err != nil {
+		return err
+	}
+	os.Remove(nodeFiles{n.Dir}.pid())
+	argv := append([]string{"ip", "netns", "exec", ns, qemu}, qemuArgs(n)...)
+	if err := run.Run(ctx, argv...); err != nil {
+		return fmt.Errorf("start %s: %w", n.Name, err)
+	}
+	if nodePID(n) <= 0 {
+		return fmt.Errorf("start %s: QEMU left no process (see %s)", n.Name, nodeFiles{n.Dir}.console())
+	}
+	return nil
+}
+
+// nodePID is the pid of the node's running QEMU, or 0. The pid file is
+// believed only if that process is a QEMU of this node's state directory:
+// a stale file after a host reboot must not make applbuild kill a
+// stranger that got the same pid.
+func nodePID(n *Node) int {
+	b, err := os.ReadFile(nodeFiles{n.Dir}.pid())
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !bytes.Contains(cmdline, []byte(nodeFiles{n.Dir}.pid())) {
+		return 0
+	}
+	return pid
+}
+
+// killNode pulls the node's power: SIGKILL, no shutdown. It waits until
+// the process is gone.
+func killNode(n *Node) error {
+	pid := nodePID(n)
+	if pid == 0 {
+		return nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
+		return fmt.Errorf("kill %s (pid %d): %w", n.Name, pid, err)
+	}
+	for i := 0; i < 100 && nodePID(n) != 0; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if nodePID(n) != 0 {
+		return fmt.Errorf("%s (pid %d) does not die", n.Name, pid)
+	}
+	return os.Remove(nodeFiles{n.Dir}.pid())
+}

@@ -1,0 +1,179 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	p "github.com/applbuild/applbuild/personalities"
+)
+
+// Problems lists what keeps the cluster from being formed, per the plan:
+// every node up, every volume Replicate over its nodes, Started and
+// mounted wherever the fstab says, every node online in Pacemaker, every
+// clone on every node and every singleton on exactly one, each floating
+// address answering, and no failed unit anywhere. Empty means formed.
+func (c *Cluster) Problems(st *Status) []string {
+	var out []string
+	up := map[string]NodeStatus{}
+	for _, n := range st.Nodes {
+		up[n.Name] = n
+		if !n.SSH {
+			out = append(out, fmt.Sprintf("%s: not up (no ssh login)", n.Name))
+			continue
+		}
+		for _, f := range n.Failed {
+			out = append(out, fmt.Sprintf("%s: unit %s failed: %s", n.Name, f.Unit, f.Line))
+		}
+	}
+	if g := c.Plan.Gluster; g != nil && g.Mode == "managed" {
+		if want := len(c.Plan.Nodes) - 1; st.Peers < want {
+			out = append(out, fmt.Sprintf("gluster: %d of %d peers connected", st.Peers, want))
+		}
+		for _, v := range g.Volumes {
+			i := slices.IndexFunc(st.Volumes, func(x Volume) bool { return x.Name == v.Name })
+			switch {
+			case i < 0:
+				out = append(out, fmt.Sprintf("gluster: volume %s not created", v.Name))
+			case st.Volumes[i].Status != "Started":
+				out = append(out, fmt.Sprintf("gluster: volume %s is %s", v.Name, st.Volumes[i].Status))
+			case len(v.Nodes) > 1 && (st.Volumes[i].Type != "Replicate" || st.Volumes[i].Bricks != len(v.Nodes)):
+				out = append(out, fmt.Sprintf("gluster: volume %s is %s with %d bricks, want Replicate with %d",
+					v.Name, st.Volumes[i].Type, st.Volumes[i].Bricks, len(v.Nodes)))
+			}
+		}
+	}
+	for _, pn := range c.Plan.Nodes {
+		ns, ok := up[pn.Name]
+		if !ok || !ns.SSH {
+			continue
+		}
+		for _, m := range pn.Mounts {
+			if m.Type == "glusterfs" && !slices.Contains(ns.Mounts, m.Target) {
+				out = append(out, fmt.Sprintf("%s: %s not mounted", pn.Name, m.Target))
+			}
+		}
+	}
+	if c.Plan.HA {
+		for _, pn := range c.Plan.Nodes {
+			if !slices.Contains(st.Online, pn.Name) {
+				out = append(out, fmt.Sprintf("pacemaker: %s not online", pn.Name))
+			}
+		}
+		for _, s := range c.Plan.Services {
+			want := 0
+			switch s.Kind {
+			case p.KindClone:
+				want = len(c.Plan.Nodes)
+			case p.KindSingleton:
+				want = 1
+			default:
+				continue
+			}
+			i := slices.IndexFunc(st.Resources, func(r Resource) bool { return r.ID == s.Name })
+			switch {
+			case i < 0:
+				out = append(out, fmt.Sprintf("pacemaker: %s not known to the cluster", s.Name))
+			case st.Resources[i].Failed:
+				out = append(out, fmt.Sprintf("pacemaker: %s failed on %s", s.Name, strings.Join(st.Resources[i].Nodes, " ")))
+			case len(st.Resources[i].Nodes) != want:
+				out = append(out, fmt.Sprintf("pacemaker: %s runs on %d nodes (%s), want %d",
+					s.Name, len(st.Resources[i].Nodes), strings.Join(st.Resources[i].Nodes, " "), want))
+			}
+		}
+	}
+	for _, e := range st.Endpoints {
+		if !e.Answers {
+			out = append(out, fmt.Sprintf("%s: nothing answers on %s", e.Service, e.Addr))
+		}
+	}
+	return out
+}
+
+// Where maps each service to the nodes it runs on.
+func (st *Status) Where(service string) []string {
+	for _, r := range st.Resources {
+		if r.ID == service {
+			return r.Nodes
+		}
+	}
+	return nil
+}
+
+// Wait polls the cluster until it is formed, reporting each change of
+// what it still waits for. On timeout (ctx) the error names what is
+// missing, with each failed unit's first error line.
+func (c *Cluster) Wait(ctx context.Context, report func(elapsed time.Duration, line string)) (*Status, error) {
+	start := time.Now()
+	seen := map[string]bool{}
+	var last []string
+	var st *Status
+	for {
+		st = c.Status(ctx)
+		probs := c.Problems(st)
+		if ctx.Err() != nil {
+			break
+		}
+		for _, line := range milestones(c, st) {
+			if !seen[line] {
+				seen[line] = true
+				report(time.Since(start), line)
+			}
+		}
+		if len(probs) == 0 {
+			return st, nil
+		}
+		last = probs
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return st, fmt.Errorf("cluster %s not formed after %s (%v):\n  %s", c.Personality,
+		time.Since(start).Round(time.Second), context.Cause(ctx), strings.Join(last, "\n  "))
+}
+
+// milestones are the progress lines a status gives: one per node up,
+// per peer count, per volumes started, per service placed.
+func milestones(c *Cluster, st *Status) []string {
+	var out []string
+	for _, n := range st.Nodes {
+		if n.SSH {
+			out = append(out, fmt.Sprintf("%s is up", n.Name))
+			if len(n.Mounts) > 0 {
+				out = append(out, fmt.Sprintf("%s: %d gluster volumes mounted", n.Name, len(n.Mounts)))
+			}
+		}
+	}
+	if st.Peers > 0 {
+		out = append(out, fmt.Sprintf("gluster: %d peers connected", st.Peers))
+	}
+	started := 0
+	for _, v := range st.Volumes {
+		if v.Status == "Started" {
+			started++
+		}
+	}
+	if started > 0 {
+		out = append(out, fmt.Sprintf("gluster: %d volumes started", started))
+	}
+	if len(st.Online) > 0 {
+		out = append(out, fmt.Sprintf("pacemaker: %s online", strings.Join(st.Online, " ")))
+	}
+	for _, r := range st.Resources {
+		if len(r.Nodes) > 0 && !r.Failed {
+			out = append(out, fmt.Sprintf("%s runs on %s", r.ID, strings.Join(r.Nodes, " ")))
+		}
+	}
+	for _, e := range st.Endpoints {
+		if e.Answers {
+			out = append(out, fmt.Sprintf("%s answers on %s", e.Service, e.Addr))
+		}
+	}
+	return out
+}
