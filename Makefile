@@ -4,6 +4,7 @@ SHELL := /bin/bash
 #   make run     install what is needed, build applbuild, build web-cluster for Xen into out/
 #   make test    every generator and validator, fast (minutes), strict: a missing tool fails
 #   make e2e     a real build from the Debian mirror and a QEMU boot of n1 (tens of minutes)
+#   make cluster-test  web-cluster's three nodes booted together: formation, failover, rejoin
 #   make bench   benchmarks against the peers, written to docs/benchmarks.md
 
 GO       ?= go
@@ -25,7 +26,7 @@ BENCH_DEBS := $(BUILD_DEBS) time xen-tools
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.6.1
 
-.PHONY: all build run deps deps-test deps-e2e deps-bench test lint e2e bench clean
+.PHONY: all build run deps deps-test deps-e2e deps-bench test lint e2e cluster-test bench clean
 
 all: build
 
@@ -67,8 +68,13 @@ test: deps-test lint
 e2e: deps-e2e
 	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 $(GO) test -count=1 -p 1 -timeout 40m -v ./... 2>&1 | tee e2e.log | grep -E '^(--- |PASS|FAIL|ok|panic)|e2e:' ; exit $${PIPESTATUS[0]}
 
+# The whole web cluster of a real build, through applbuild cluster: three
+# TCG guests on two cores, so it runs alone (-p 1) and takes most of an hour.
+cluster-test: deps-e2e
+	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 APPLBUILD_CLUSTER=1 $(GO) test -count=1 -p 1 -timeout 75m -v -run 'TestE2ECluster' ./e2e/ 2>&1 | tee cluster-test.log | grep -E '^(\s*--- |PASS|FAIL|ok|panic)|e2e:|cluster_test.go' ; exit $${PIPESTATUS[0]}
+
 bench: deps-bench build
 	./bench/run.sh
 
 clean:
-	rm -rf bin $(OUT) e2e.log
+	rm -rf bin $(OUT) e2e.log cluster-test.log

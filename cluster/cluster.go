@@ -129,6 +129,12 @@ func (c *Cluster) Node(name string) (*Node, error) {
 // and makes its state: the namespace, the bridge and taps, and every
 // node's overlays. No node runs yet (Start boots them).
 func Prepare(ctx context.Context, out, personality, target string, o Options) (_ *Cluster, err error) {
+	// Absolute: QEMU daemonizes into /, and the pid file's path in its
+	// command line is how a node's process is recognised.
+	out, err = filepath.Abs(out)
+	if err != nil {
+		return nil, err
+	}
 	buildDir := filepath.Join(out, personality, target)
 	dir := StateDir(out, personality)
 	if _, err := os.Stat(stateFile(dir)); err == nil {

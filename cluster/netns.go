@@ -146,3 +146,16 @@ func dialIn(ns, addr string, timeout time.Duration) error {
 
 // errNotUp is a cluster command that needs the cluster running.
 var errNotUp = errors.New("the cluster is not up (applbuild cluster up starts it)")
+
+// Dial opens a TCP connection to addr from inside the cluster's network:
+// the socket is made in the namespace, and used from anywhere after.
+func (c *Cluster) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := inNetns(c.NetNS, func() error {
+		var d net.Dialer
+		var err error
+		conn, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return conn, err
+}

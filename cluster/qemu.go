@@ -58,13 +58,45 @@ func prepareNode(ctx context.Context, n *Node) error {
 	return os.WriteFile(f.key(), n.SSHKey, 0o600)
 }
 
-// accel is KVM where the machine has it, QEMU's emulator otherwise.
+// accel is KVM where the machine can run it, QEMU's emulator otherwise.
+// A /dev/kvm that opens is not enough: measured here, a machine whose CPU
+// has no virtualisation extensions (no vmx or svm in /proc/cpuinfo) still
+// has one, and QEMU then starts a guest that never runs an instruction.
 func accel() (string, string) {
-	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
-		f.Close()
+	if kvmUsable() {
 		return "kvm", "host"
 	}
 	return "tcg", boot.DefaultCPU
+}
+
+func kvmUsable() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	info, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return false
+	}
+	return hasVirtFlag(info)
+}
+
+// hasVirtFlag reports whether a /proc/cpuinfo lists vmx (Intel VT-x) or
+// svm (AMD-V) among its flags.
+func hasVirtFlag(cpuinfo []byte) bool {
+	for _, line := range strings.Split(string(cpuinfo), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(k) != "flags" {
+			continue
+		}
+		for _, f := range strings.Fields(v) {
+			if f == "vmx" || f == "svm" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // qemuArgs is the node's QEMU command line.
@@ -72,7 +104,7 @@ func qemuArgs(n *Node) []string {
 	f := nodeFiles{n.Dir}
 	acc, cpu := accel()
 	args := []string{
-		"-name", "applbuild-" + n.Name + ",process=applbuild-" + n.Name,
+		"-name", "applbuild-" + n.Name,
 		"-machine", "q35", "-accel", acc, "-cpu", cpu,
 		"-m", strconv.FormatInt(n.Memory>>20, 10) + "M", "-smp", strconv.Itoa(n.CPUs),
 		"-nodefaults", "-display", "none", "-no-user-config",

@@ -1,0 +1,230 @@
+package cluster
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/applbuild/applbuild/builder"
+	p "github.com/applbuild/applbuild/personalities"
+)
+
+// A report as the nodes print it: gluster's pool list and volume info,
+// and crm_mon --output-as=xml in the shape Pacemaker 2.1 and 3.0 write.
+const sampleReport = `
+== pool
+UUID					Hostname 	State
+7d1c0b8e-2a6e-4b8a-9a43-0c9e5e3b8f11	n2       	Connected 
+0f4e3c1a-9d3e-4a8b-8f63-1b2c3d4e5f60	n3       	Disconnected 
+5a6b7c8d-1e2f-4a3b-9c4d-5e6f7a8b9c0d	localhost	Connected 
+== volumes
+
+Volume Name: www
+Type: Replicate
+Volume ID: 2f1d8c6e-5b4a-4c3d-9e2f-1a0b9c8d7e6f
+Status: Started
+Snapshot Count: 0
+Number of Bricks: 1 x 3 = 3
+Transport-type: tcp
+Bricks:
+Brick1: n1:/data/www/brick
+Brick2: n2:/data/www/brick
+Brick3: n3:/data/www/brick
+
+Volume Name: global
+Type: Replicate
+Status: Created
+Number of Bricks: 1 x 3 = 3
+== crm
+<pacemaker-result api-version="2.30" request="crm_mon -1 --output-as=xml">
+  <summary>
+    <stack type="corosync"/>
+    <current_dc present="true" version="3.0.0" name="n2" id="2" with_quorum="true" mixed_version="false"/>
+    <nodes_configured number="3"/>
+  </summary>
+  <nodes>
+    <node name="n1" id="1" online="true" standby="false" type="member"/>
+    <node name="n2" id="2" online="true" standby="false" type="member"/>
+    <node name="n3" id="3" online="false" standby="false" type="member"/>
+  </nodes>
+  <resources>
+    <clone id="apache2-clone" multi_state="false" unique="false" managed="true" failed="false">
+      <resource id="apache2" resource_agent="systemd:apache2" role="Started" active="true" failed="false" nodes_running_on="1">
+        <node name="n1" id="1" cached="true"/>
+      </resource>
+      <resource id="apache2" resource_agent="systemd:apache2" role="Started" active="true" failed="false" nodes_running_on="1">
+        <node name="n2" id="2" cached="true"/>
+      </resource>
+      <resource id="apache2" resource_agent="systemd:apache2" role="Stopped" active="false" failed="false" nodes_running_on="0"/>
+    </clone>
+    <group id="mysql-group" number_resources="2" managed="true" disabled="false">
+      <resource id="mysql-ip" resource_agent="ocf:heartbeat:IPaddr2" role="Started" active="true" failed="false" nodes_running_on="1">
+        <node name="n2" id="2" cached="true"/>
+      </resource>
+      <resource id="mysql" resource_agent="systemd:mariadb" role="Stopped" active="false" failed="true" nodes_running_on="0"/>
+    </group>
+  </resources>
+</pacemaker-result>
+`
+
+func TestParseClusterReport(t *testing.T) {
+	st := &Status{}
+	parseClusterReport(st, []byte(sampleReport))
+	if st.Peers != 1 {
+		t.Errorf("peers %d, want 1 (n2 connected; n3 not; localhost is not a peer)", st.Peers)
+	}
+	want := []Volume{{Name: "www", Status: "Started", Type: "Replicate", Bricks: 3}, {Name: "global", Status: "Created", Type: "Replicate", Bricks: 3}}
+	if !slices.Equal(st.Volumes, want) {
+		t.Errorf("volumes %+v, want %+v", st.Volumes, want)
+	}
+	if !st.Quorate {
+		t.Error("with_quorum=true not read")
+	}
+	if !slices.Equal(st.Online, []string{"n1", "n2"}) {
+		t.Errorf("online %v", st.Online)
+	}
+	if got := st.Where("apache2"); !slices.Equal(got, []string{"n1", "n2"}) {
+		t.Errorf("apache2 on %v, want n1 n2 (the stopped instance runs nowhere)", got)
+	}
+	if got := st.Where("mysql-ip"); !slices.Equal(got, []string{"n2"}) {
+		t.Errorf("mysql-ip on %v", got)
+	}
+	i := slices.IndexFunc(st.Resources, func(r Resource) bool { return r.ID == "mysql" })
+	if i < 0 || !st.Resources[i].Failed || len(st.Resources[i].Nodes) != 0 {
+		t.Errorf("mysql: %+v", st.Resources)
+	}
+	if len(st.Resources) != 3 {
+		t.Errorf("%d resources, want apache2, mysql-ip and mysql once each: %+v", len(st.Resources), st.Resources)
+	}
+}
+
+func TestParseClusterReportGarbage(t *testing.T) {
+	st := &Status{}
+	parseClusterReport(st, []byte("== crm\n<not xml\n== pool\nnonsense\n"))
+	if st.Peers != 0 || len(st.Resources) != 0 || st.Quorate {
+		t.Errorf("garbage gave %+v", st)
+	}
+}
+
+func testPlan() *builder.Plan {
+	return &builder.Plan{
+		HA:      true,
+		Network: builder.Network{Subnet: "192.168.224.0/24"},
+		Nodes: []builder.Node{
+			{Name: "n1", Address: "192.168.224.161", Mounts: []builder.Mount{{Source: "n1:/www", Target: "/var/www", Type: "glusterfs"}}},
+			{Name: "n2", Address: "192.168.224.162", Mounts: []builder.Mount{{Source: "n2:/www", Target: "/var/www", Type: "glusterfs"}}},
+		},
+		Services: []builder.Service{
+			{Name: "ssh", Kind: p.KindLocal},
+			{Name: "apache2", Kind: p.KindClone},
+			{Name: "mysql", Kind: p.KindSingleton, IP: "192.168.224.170", Port: 3306},
+		},
+		Gluster: &builder.Gluster{Mode: "managed", Volumes: []builder.Volume{{Name: "www", Nodes: []string{"n1", "n2"}}}},
+	}
+}
+
+func TestProblems(t *testing.T) {
+	c := &Cluster{Plan: *testPlan()}
+	formed := &Status{
+		Nodes: []NodeStatus{
+			{Name: "n1", SSH: true, Mounts: []string{"/var/www"}},
+			{Name: "n2", SSH: true, Mounts: []string{"/var/www"}},
+		},
+		Peers:     1,
+		Volumes:   []Volume{{Name: "www", Status: "Started", Type: "Replicate", Bricks: 2}},
+		Online:    []string{"n1", "n2"},
+		Resources: []Resource{{ID: "apache2", Nodes: []string{"n1", "n2"}}, {ID: "mysql", Nodes: []string{"n2"}}},
+		Endpoints: []Endpoint{{Service: "mysql", Addr: "192.168.224.170:3306", Answers: true}},
+	}
+	if probs := c.Problems(formed); len(probs) != 0 {
+		t.Fatalf("a formed cluster has problems: %v", probs)
+	}
+	for _, tt := range []struct {
+		name  string
+		break_ func(*Status)
+		want  string
+	}{
+		{"node down", func(s *Status) { s.Nodes[1].SSH = false }, "n2: not up"},
+		{"failed unit", func(s *Status) { s.Nodes[0].Failed = []FailedUnit{{"var-www.mount", "mount error"}} }, "n1: unit var-www.mount failed: mount error"},
+		{"peer", func(s *Status) { s.Peers = 0 }, "gluster: 0 of 1 peers connected"},
+		{"volume missing", func(s *Status) { s.Volumes = nil }, "gluster: volume www not created"},
+		{"volume stopped", func(s *Status) { s.Volumes[0].Status = "Stopped" }, "gluster: volume www is Stopped"},
+		{"distribute", func(s *Status) { s.Volumes[0].Type = "Distribute" }, "want Replicate with 2"},
+		{"not mounted", func(s *Status) { s.Nodes[1].Mounts = nil }, "n2: /var/www not mounted"},
+		{"offline", func(s *Status) { s.Online = []string{"n1"} }, "pacemaker: n2 not online"},
+		{"singleton twice", func(s *Status) { s.Resources[1].Nodes = []string{"n1", "n2"} }, "mysql runs on 2 nodes (n1 n2), want 1"},
+		{"clone short", func(s *Status) { s.Resources[0].Nodes = []string{"n1"} }, "apache2 runs on 1 nodes (n1), want 2"},
+		{"failed resource", func(s *Status) { s.Resources[1].Failed = true }, "pacemaker: mysql failed"},
+		{"unknown resource", func(s *Status) { s.Resources = s.Resources[:1] }, "pacemaker: mysql not known"},
+		{"no answer", func(s *Status) { s.Endpoints[0].Answers = false }, "mysql: nothing answers on 192.168.224.170:3306"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			st := clone(formed)
+			tt.break_(st)
+			probs := c.Problems(st)
+			if !slices.ContainsFunc(probs, func(s string) bool { return strings.Contains(s, tt.want) }) {
+				t.Errorf("problems %q lack %q", probs, tt.want)
+			}
+		})
+	}
+}
+
+func clone(s *Status) *Status {
+	c := *s
+	c.Nodes = slices.Clone(s.Nodes)
+	for i := range c.Nodes {
+		c.Nodes[i].Mounts = slices.Clone(s.Nodes[i].Mounts)
+	}
+	c.Volumes = slices.Clone(s.Volumes)
+	c.Online = slices.Clone(s.Online)
+	c.Resources = slices.Clone(s.Resources)
+	for i := range c.Resources {
+		c.Resources[i].Nodes = slices.Clone(s.Resources[i].Nodes)
+	}
+	c.Endpoints = slices.Clone(s.Endpoints)
+	return &c
+}
+
+func TestHostAddress(t *testing.T) {
+	pl := testPlan()
+	pl.Network.Gateway = "192.168.224.1"
+	if a, err := hostAddress(pl); err != nil || a != "192.168.224.1/24" {
+		t.Errorf("with a gateway: %q, %v", a, err)
+	}
+	pl.Network.Gateway = ""
+	if a, err := hostAddress(pl); err != nil || a != "192.168.224.254/24" {
+		t.Errorf("without a gateway: %q, %v (want the highest free host address)", a, err)
+	}
+	pl.Network.Subnet = "10.0.0.0/30"
+	pl.Nodes = []builder.Node{{Address: "10.0.0.2"}}
+	pl.Services = []builder.Service{{IP: "10.0.0.1"}}
+	if a, err := hostAddress(pl); err == nil {
+		t.Errorf("a /30 with both hosts taken gave %q", a)
+	}
+}
+
+func TestNames(t *testing.T) {
+	if n := tapName("averyveryverylongnodename"); len(n) > 15 {
+		t.Errorf("tap name %q is longer than IFNAMSIZ-1", n)
+	}
+	if n := netnsName("web-cluster"); n != "applbuild-web-cluster" {
+		t.Errorf("netns %q", n)
+	}
+}
+
+func TestHasVirtFlag(t *testing.T) {
+	for _, tt := range []struct {
+		info string
+		want bool
+	}{
+		{"processor\t: 0\nflags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep mtrr\n", false},
+		{"flags\t\t: fpu vme vmx ept\n", true},
+		{"flags\t\t: fpu svm npt\n", true},
+		{"model name\t: vmx svm\nflags\t\t: fpu\n", false}, // not in flags
+		{"", false},
+	} {
+		if got := hasVirtFlag([]byte(tt.info)); got != tt.want {
+			t.Errorf("hasVirtFlag(%q) = %v, want %v", tt.info, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,283 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/applbuild/applbuild/cluster"
+	"github.com/applbuild/applbuild/internal/testenv"
+)
+
+// Bounds of the cluster test's stages under software emulation on 2
+// cores (three 1-vCPU guests). They are bounds, not delays: each stage
+// ends as soon as its condition holds, and its time is logged.
+const (
+	formTimeout   = 45 * time.Minute
+	rejoinTimeout = 30 * time.Minute
+	// failoverTimeout: the issue's 60 s is for the singletons a small
+	// node runs; puppetserver's JVM alone takes minutes to start under
+	// emulation, so the test measures each service and bounds them all.
+	failoverTimeout = 15 * time.Minute
+	// failoverGoal is what MariaDB's move must fit: its floating address
+	// answering again from another node with the committed row.
+	failoverGoal = 3 * time.Minute
+)
+
+// TestE2EClusterWebCluster: the three web-cluster nodes of a real build,
+// booted together through `applbuild cluster`, form the cluster (every
+// volume replicated, started and mounted, every service placed and
+// answering, no failed unit); a file written on one node is read on the
+// others; a row committed to MariaDB survives the death of the node that
+// served it; the node comes back, rejoins, and gluster heals.
+func TestE2EClusterWebCluster(t *testing.T) {
+	testenv.Slow(t)
+	testenv.Root(t)
+	if os.Getenv("APPLBUILD_CLUSTER") != "1" {
+		t.Skip("APPLBUILD_CLUSTER=1 (make cluster-test) boots the whole cluster")
+	}
+	testenv.Tools(t, "go", "mmdebstrap", "mke2fs", "debugfs", "qemu-system-x86_64", "qemu-img", "ssh", "ip")
+	b := buildWebCluster(t)
+	out := filepath.Dir(filepath.Dir(b.xenDir))
+	cli := func(ctx context.Context, args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, b.bin, append([]string{"cluster"}, append(args, "--out", out)...)...)
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		err := cmd.Run()
+		return buf.String(), err
+	}
+	t.Cleanup(func() {
+		if o, err := cli(context.Background(), "down", "web-cluster"); err != nil {
+			t.Errorf("cluster down: %v\n%s", err, o)
+		}
+		if _, err := os.Stat(filepath.Join("/run/netns", "applbuild-web-cluster")); err == nil {
+			t.Error("cluster down left the network namespace")
+		}
+	})
+
+	// Formation, with n3 booted first and n1 two minutes later: the pool
+	// and the volumes must form whatever the order.
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), formTimeout+5*time.Minute)
+	o, err := cli(ctx, "up", "web-cluster", "--order", "n3,n2,n1", "--stagger", "2m", "--timeout", formTimeout.String())
+	cancel()
+	t.Logf("cluster up:\n%s", o)
+	if err != nil {
+		c, lerr := cluster.Load(out, "web-cluster")
+		if lerr == nil {
+			t.Logf("diagnosis:\n%s", diagnoseCluster(t.Context(), c))
+		}
+		t.Fatalf("cluster up: %v", err)
+	}
+	t.Logf("e2e: cluster formed (n3 first, n1 2m later): %s", time.Since(start).Round(time.Second))
+	c, err := cluster.Load(out, "web-cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ssh := func(node, cmd string) (string, error) {
+		n, err := c.Node(node)
+		if err != nil {
+			return "", err
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+		defer cancel()
+		b, err := c.SSH(ctx, n, cmd)
+		return strings.TrimSpace(string(b)), err
+	}
+
+	// What is shared is shared: a page written on n1 is read on n2 and n3
+	// and served by apache on all three.
+	page := fmt.Sprintf("written on n1 at %d\n", time.Now().UnixNano())
+	if _, err := ssh("n1", "printf %s '"+strings.TrimSpace(page)+"' > /var/www/html/e2e.txt && sync"); err != nil {
+		t.Fatalf("write on n1: %v", err)
+	}
+	for _, n := range []string{"n2", "n3"} {
+		if got, err := ssh(n, "cat /var/www/html/e2e.txt"); err != nil || got != strings.TrimSpace(page) {
+			t.Errorf("%s reads %q, %v; want n1's %q", n, got, err, strings.TrimSpace(page))
+		}
+	}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: c.Dial}}
+	for _, pn := range b.plan.Nodes {
+		url := "http://" + pn.Address + ":8080/e2e.txt"
+		resp, err := hc.Get(url)
+		if err != nil {
+			t.Errorf("GET %s: %v", url, err)
+			continue
+		}
+		body := new(bytes.Buffer)
+		body.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || strings.TrimSpace(body.String()) != strings.TrimSpace(page) {
+			t.Errorf("GET %s: %d %q", url, resp.StatusCode, body)
+		}
+	}
+	// pound, on its floating address, serves the same page.
+	if ip := serviceIP(b, "pound"); ip != "" {
+		if resp, err := hc.Get("http://" + ip + "/e2e.txt"); err != nil {
+			t.Errorf("GET through pound: %v", err)
+		} else {
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("GET through pound: %d", resp.StatusCode)
+			}
+		}
+	}
+
+	// A committed row, through MariaDB's floating address.
+	st := c.Status(t.Context())
+	holder := first(st.Where("mysql"))
+	if holder == "" {
+		t.Fatalf("mysql runs nowhere:\n%s", st)
+	}
+	dbIP := serviceIP(b, "mysql")
+	client := other(b, holder)
+	sqlAs := fmt.Sprintf("mariadb -h %s -u e2e -pe2e-pass e2e", dbIP)
+	if _, err := ssh(holder, `mariadb -e "CREATE DATABASE IF NOT EXISTS e2e; CREATE USER IF NOT EXISTS e2e@'%' IDENTIFIED BY 'e2e-pass'; GRANT ALL ON e2e.* TO e2e@'%'"`); err != nil {
+		t.Fatalf("create the test user on %s: %v", holder, err)
+	}
+	row := fmt.Sprintf("row-%d", time.Now().UnixNano())
+	if _, err := ssh(client, sqlAs+` -e "CREATE TABLE IF NOT EXISTS r (v VARCHAR(64)) ENGINE=InnoDB; INSERT INTO r VALUES ('`+row+`')"`); err != nil {
+		t.Fatalf("commit a row through %s from %s: %v", dbIP, client, err)
+	}
+
+	// The node that serves MariaDB loses its power.
+	held := heldBy(st, holder)
+	t.Logf("e2e: %s holds %v; pulling its power", holder, held)
+	killed := time.Now()
+	if o, err := cli(t.Context(), "kill", "web-cluster", holder); err != nil {
+		t.Fatalf("cluster kill: %v\n%s", err, o)
+	}
+	moved := map[string]time.Duration{}
+	fctx, fcancel := context.WithTimeout(t.Context(), failoverTimeout)
+	for len(moved) < len(held) && fctx.Err() == nil {
+		st := c.Status(fctx)
+		for _, svc := range held {
+			if _, ok := moved[svc]; ok {
+				continue
+			}
+			where := st.Where(svc)
+			if len(where) == 1 && where[0] != holder && endpointAnswers(st, svc) {
+				moved[svc] = time.Since(killed)
+				t.Logf("e2e: failover of %s to %s: %s", svc, where[0], moved[svc].Round(time.Second))
+			}
+		}
+		select {
+		case <-fctx.Done():
+		case <-time.After(5 * time.Second):
+		}
+	}
+	fcancel()
+	for _, svc := range held {
+		if _, ok := moved[svc]; !ok {
+			t.Errorf("%s did not move off %s within %s", svc, holder, failoverTimeout)
+		}
+	}
+	if d, ok := moved["mysql"]; ok && d > failoverGoal {
+		t.Errorf("MariaDB's failover took %s, more than %s", d.Round(time.Second), failoverGoal)
+	}
+	got, err := ssh(client, sqlAs+` -N -e "SELECT v FROM r WHERE v='`+row+`'"`)
+	if err != nil || got != row {
+		t.Errorf("after the failover the committed row reads %q, %v; want %q", got, err, row)
+	}
+
+	// It comes back, rejoins, and every volume heals.
+	back := time.Now()
+	if o, err := cli(t.Context(), "start", "web-cluster", holder); err != nil {
+		t.Fatalf("cluster start: %v\n%s", err, o)
+	}
+	rctx, rcancel := context.WithTimeout(t.Context(), rejoinTimeout)
+	_, err = c.Wait(rctx, func(d time.Duration, line string) {})
+	rcancel()
+	if err != nil {
+		t.Fatalf("%s did not rejoin: %v\n%s", holder, err, diagnoseCluster(t.Context(), c))
+	}
+	t.Logf("e2e: %s rejoined (cluster formed again): %s", holder, time.Since(back).Round(time.Second))
+	hctx, hcancel := context.WithTimeout(t.Context(), rejoinTimeout)
+	defer hcancel()
+	for {
+		out, err := ssh(holder, `for v in $(gluster --mode=script volume list); do gluster --mode=script volume heal "$v" info | awk '/^Number of entries:/ {n += $4} END {print n + 0}'; done | awk '{s += $1} END {print s + 0}'`)
+		if err == nil && out == "0" {
+			t.Logf("e2e: gluster heal drained to 0 entries: %s after the restart", time.Since(back).Round(time.Second))
+			break
+		}
+		if hctx.Err() != nil {
+			t.Fatalf("heal info still has %q entries (err %v)", out, err)
+		}
+		time.Sleep(10 * time.Second)
+	}
+	if got, err := ssh(holder, "cat /var/www/html/e2e.txt"); err != nil || got != strings.TrimSpace(page) {
+		t.Errorf("the rejoined %s reads %q, %v", holder, got, err)
+	}
+}
+
+func serviceIP(b *built, name string) string {
+	for _, s := range b.plan.Services {
+		if s.Name == name {
+			return s.IP
+		}
+	}
+	return ""
+}
+
+func first(l []string) string {
+	if len(l) == 0 {
+		return ""
+	}
+	return l[0]
+}
+
+// other is a node that is not n.
+func other(b *built, n string) string {
+	for _, pn := range b.plan.Nodes {
+		if pn.Name != n {
+			return pn.Name
+		}
+	}
+	return ""
+}
+
+// heldBy lists the singleton services that run on node.
+func heldBy(st *cluster.Status, node string) []string {
+	var out []string
+	for _, e := range st.Endpoints {
+		if slices.Contains(st.Where(e.Service), node) {
+			out = append(out, e.Service)
+		}
+	}
+	return out
+}
+
+func endpointAnswers(st *cluster.Status, svc string) bool {
+	for _, e := range st.Endpoints {
+		if e.Service == svc {
+			return e.Answers
+		}
+	}
+	return false
+}
+
+// diagnoseCluster is what explains a cluster that did not form: its
+// status, and on every node the cluster's view and the setup's journal.
+func diagnoseCluster(ctx context.Context, c *cluster.Cluster) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	var b strings.Builder
+	b.WriteString(c.Status(ctx).String())
+	for _, n := range c.Nodes {
+		out, err := c.SSH(ctx, n, strings.Join([]string{
+			"systemctl list-jobs --no-pager | head -n 20",
+			"crm_mon -1 -r -f 2>&1 | tail -n 40",
+			"journalctl -b --no-pager -o short-monotonic -u applbuild-gluster -u pacemaker -u corosync 2>&1 | tail -n 60",
+		}, "; echo; "))
+		fmt.Fprintf(&b, "\n=== %s (%v)\n%s", n.Name, err, out)
+	}
+	return b.String()
+}
