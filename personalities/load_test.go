@@ -179,9 +179,16 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("ParseSize(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "G", "-1G", "2X", "two"} {
-		if _, err := ParseSize(in); err == nil {
-			t.Errorf("ParseSize(%q) accepted", in)
+	for _, in := range []string{"", "G", "-1G", "2X", "two", "NaN", "inf", "InfG", "+1G", "1e30G", "1E3",
+		"0x10M", ".5G", "1.G", "1_000", "8388608T", "9223372036854775807", "99999999999999999999", "1048577T"} {
+		if v, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) = %d, accepted", in, v)
+		}
+	}
+	// the largest size, and fractions exact to the byte
+	for in, want := range map[string]Size{"1048576T": MaxSize, "0.5K": 512, "1.000001M": MiB + 1, "1.25": 1} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
 	if (2*GiB).String() != "2G" || Size(1000).String() != "1000" {
