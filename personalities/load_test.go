@@ -195,3 +195,17 @@ func TestParseSize(t *testing.T) {
 		t.Error("String")
 	}
 }
+
+// The cluster name defaults to the personality's, which comes from a file
+// name: one that is no cluster name must be replaced by cluster.name.
+func TestPersonalityNameMustNameACluster(t *testing.T) {
+	dir := t.TempDir()
+	f := write(t, dir, "My Cluster.yaml", "extends: web-cluster\n")
+	_, err := Load(f, Options{})
+	if err == nil || !strings.Contains(err.Error(), `cluster.name: missing, and the personality name "My Cluster" cannot name a cluster`) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := Load(f, Options{Set: []string{"cluster.name=mine"}}); err != nil {
+		t.Fatal(err)
+	}
+}
