@@ -17,6 +17,9 @@ func TestBrokenCatalogue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(cases) < 60 {
+		t.Errorf("the catalogue has %d cases, want at least 60", len(cases))
+	}
 	for _, c := range cases {
 		t.Run(filepath.Base(c.File), func(t *testing.T) {
 			opt := Options{Set: c.Flag("--set")}
