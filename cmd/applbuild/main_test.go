@@ -85,3 +85,13 @@ func TestBrokenCatalogueExits(t *testing.T) {
 		})
 	}
 }
+
+// An interrupted load stops: the context of the command reaches the loader.
+func TestInterruptStopsLoad(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var stdout, stderr bytes.Buffer
+	if code := run(ctx, []string{"plan", "web-cluster"}, &stdout, &stderr); code != exitError || !strings.Contains(stderr.String(), "context canceled") {
+		t.Fatalf("exit %d, stderr %q; want exit 1 and context canceled", code, stderr.String())
+	}
+}
