@@ -149,7 +149,12 @@ func (s *Spec) validate() error {
 			bad(s.at("rsync", "modules", i, "path"), "rsync module %q: path %q must be absolute", m.Name, m.Path)
 		}
 	}
-	if s.Admin.User != "" && !nameRE.MatchString(s.Admin.User) {
+	switch {
+	case s.Admin.User == "":
+		// the overlays make this account and give it sudo; without it
+		// nobody could log in
+		bad(s.at("admin", "user"), "admin.user: missing (the account that logs in and becomes root)")
+	case !nameRE.MatchString(s.Admin.User):
 		bad(s.at("admin", "user"), "admin.user %q is not a valid user name", s.Admin.User)
 	}
 	for i, h := range s.Firstboot {
