@@ -26,7 +26,7 @@ BENCH_DEBS := $(BUILD_DEBS) time xen-tools
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.6.1
 
-.PHONY: all build run deps deps-test deps-e2e deps-bench test lint e2e cluster-test bench clean
+.PHONY: all build run deps deps-test deps-e2e deps-bench test lint fuzz fuzz-short e2e cluster-test bench clean
 
 all: build
 
@@ -58,8 +58,25 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 # APPLBUILD_REQUIRE=1 turns every missing validator into a failure.
-test: deps-test lint
+test: deps-test lint fuzz-short
 	APPLBUILD_REQUIRE=1 $(GO) test -count=1 -timeout 20m ./...
+
+# The native Go fuzz targets, one after the other (go test -fuzz takes one
+# target at a time): a short run in make test, a longer one in make fuzz.
+# An input that fails is written to the package's testdata/fuzz and replayed by
+# every plain go test from then on.
+FUZZ_TARGETS := ./personalities:FuzzParseSize ./personalities:FuzzSet ./personalities:FuzzLoad \
+	./overlays:FuzzSpecPlanRender ./overlays/volfile:FuzzTable
+FUZZTIME ?= 5s
+
+fuzz-short:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) $${t%%:*}; \
+	done
+
+fuzz:
+	$(MAKE) fuzz-short FUZZTIME=2m
 
 # APPLBUILD_SLOW=1 enables the tests that reach the mirror and boot QEMU
 # (rootfs bootstrap, a reproducible tiny build, web-cluster built and n1

@@ -179,12 +179,33 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("ParseSize(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "G", "-1G", "2X", "two"} {
-		if _, err := ParseSize(in); err == nil {
-			t.Errorf("ParseSize(%q) accepted", in)
+	for _, in := range []string{"", "G", "-1G", "2X", "two", "NaN", "inf", "InfG", "+1G", "1e30G", "1E3",
+		"0x10M", ".5G", "1.G", "1_000", "8388608T", "9223372036854775807", "99999999999999999999", "1048577T"} {
+		if v, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) = %d, accepted", in, v)
+		}
+	}
+	// the largest size, and fractions exact to the byte
+	for in, want := range map[string]Size{"1048576T": MaxSize, "0.5K": 512, "1.000001M": MiB + 1, "1.25": 1} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
 	if (2*GiB).String() != "2G" || Size(1000).String() != "1000" {
 		t.Error("String")
+	}
+}
+
+// The cluster name defaults to the personality's, which comes from a file
+// name: one that is no cluster name must be replaced by cluster.name.
+func TestPersonalityNameMustNameACluster(t *testing.T) {
+	dir := t.TempDir()
+	f := write(t, dir, "My Cluster.yaml", "extends: web-cluster\n")
+	_, err := Load(f, Options{})
+	if err == nil || !strings.Contains(err.Error(), `cluster.name: missing, and the personality name "My Cluster" cannot name a cluster`) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := Load(f, Options{Set: []string{"cluster.name=mine"}}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -17,13 +17,14 @@ import (
 // carry no column; this walk gives both, for every mistake at once.
 func checkSchema(root *yaml.Node, src *source) error {
 	var errs Errors
-	walkSchema(root, reflect.TypeOf(Spec{}), "", src, &errs)
+	walkSchema(root, reflect.TypeOf(Spec{}), "", "", src, &errs)
 	return errs.orNil()
 }
 
 var textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
 
-func walkSchema(n *yaml.Node, t reflect.Type, path string, src *source, errs *Errors) {
+// kind is the check: tag of the field n is the value of (see kinds.go).
+func walkSchema(n *yaml.Node, t reflect.Type, path, kind string, src *source, errs *Errors) {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
@@ -55,6 +56,7 @@ func walkSchema(n *yaml.Node, t reflect.Type, path string, src *source, errs *Er
 			return
 		}
 		fields := yamlFields(t)
+		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			f, ok := fields[k.Value]
@@ -62,11 +64,19 @@ func walkSchema(n *yaml.Node, t reflect.Type, path string, src *source, errs *Er
 				*errs = append(*errs, Error{Pos: src.pos(k), Msg: fmt.Sprintf("unknown key %q%s (known: %s)", k.Value, in(path), strings.Join(sortedKeys(fields), ", "))})
 				continue
 			}
-			walkSchema(v, f.Type, join(path, k.Value), src, errs)
+			// yaml.v3 keeps both of two equal keys in a node; the merge
+			// would take one of them silently.
+			if seen[k.Value] {
+				*errs = append(*errs, Error{Pos: src.pos(k), Msg: fmt.Sprintf("key %q%s given twice", k.Value, in(path))})
+				continue
+			}
+			seen[k.Value] = true
+			walkSchema(v, f.Type, join(path, k.Value), f.Tag.Get("check"), src, errs)
 		}
 	case reflect.Slice:
 		if path == "extends" && n.Kind == yaml.ScalarNode {
-			return // one parent may be named without a list
+			walkSchema(n, t.Elem(), path, kind, src, errs) // one parent may be named without a list
+			return
 		}
 		if n.Kind != yaml.SequenceNode {
 			bad("want a list, got %s", kindName(n))
@@ -83,11 +93,19 @@ func walkSchema(n *yaml.Node, t reflect.Type, path string, src *source, errs *Er
 				}
 				names[name] = true
 			}
-			walkSchema(it, t.Elem(), fmt.Sprintf("%s[%s]", path, itemLabel(it, i)), src, errs)
+			walkSchema(it, t.Elem(), fmt.Sprintf("%s[%s]", path, itemLabel(it, i)), kind, src, errs)
 		}
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
 			bad("want a single value, got %s", kindName(n))
+			return
+		}
+		check, ok := kinds[kind]
+		if !ok {
+			panic(fmt.Sprintf("personalities: %s: no check for kind %q", path, kind))
+		}
+		if want := check(n.Value); want != "" {
+			bad("%s, got %s", want, strconv.Quote(n.Value))
 		}
 	case reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {

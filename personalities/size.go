@@ -23,8 +23,14 @@ var units = []struct {
 	mult   Size
 }{{"T", TiB}, {"G", GiB}, {"M", MiB}, {"K", KiB}}
 
+// MaxSize is the largest size ParseSize accepts (1 EiB): far above any
+// disk or memory, far below where int64 arithmetic on sums of sizes wraps.
+const MaxSize = 1 << 60
+
 // ParseSize reads "2G", "128M", "1.5G", "4096". A trailing "iB" or "B" is
-// accepted ("2GiB", "128MB" both mean binary units).
+// accepted ("2GiB", "128MB" both mean binary units). The number is decimal
+// digits with an optional fraction: no sign, exponent, NaN or Inf, and the
+// result is at most MaxSize, so a size can never wrap negative.
 func ParseSize(s string) (Size, error) {
 	t := strings.TrimSpace(s)
 	t = strings.TrimSuffix(strings.TrimSuffix(t, "iB"), "B")
@@ -38,17 +44,49 @@ func ParseSize(s string) (Size, error) {
 	if t == "" {
 		return 0, fmt.Errorf("size %q: no number", s)
 	}
-	if n, err := strconv.ParseInt(t, 10, 64); err == nil {
-		if n < 0 {
-			return 0, fmt.Errorf("size %q is negative", s)
-		}
-		return Size(n) * mult, nil
+	if strings.HasPrefix(t, "-") {
+		return 0, fmt.Errorf("size %q is negative", s)
 	}
-	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || f < 0 {
+	whole, frac, hasFrac := strings.Cut(t, ".")
+	if whole == "" || !digits(whole) || (hasFrac && (frac == "" || !digits(frac))) {
 		return 0, fmt.Errorf("size %q: want a number with an optional K, M, G or T", s)
 	}
-	return Size(f * float64(mult)), nil
+	tooBig := fmt.Errorf("size %q is too large (at most %s)", s, Size(MaxSize))
+	if len(whole) > 19 {
+		return 0, tooBig
+	}
+	n, err := strconv.ParseUint(whole, 10, 64)
+	if err != nil || n > uint64(MaxSize/mult) {
+		return 0, tooBig
+	}
+	v := Size(n) * mult
+	if hasFrac {
+		// The fraction of one unit, exact to the byte and rounded down:
+		// at most mult (2^40) times 10^len(frac) before dividing, so keep
+		// at most 6 digits.
+		if len(frac) > 6 {
+			frac = frac[:6]
+		}
+		f, _ := strconv.ParseInt(frac, 10, 64)
+		scale := int64(1)
+		for range len(frac) {
+			scale *= 10
+		}
+		v += Size(f * int64(mult) / scale)
+		if v > MaxSize {
+			return 0, tooBig
+		}
+	}
+	return v, nil
+}
+
+func digits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // String writes the largest unit that divides the size exactly.

@@ -12,6 +12,9 @@ import (
 // Limits a spec must stay within.
 const (
 	MaxNodes    = 64
+	MaxVCPUs    = 512
+	MaxMemory   = 4 * TiB  // per node, and what one service may claim
+	MaxDiskSize = 64 * TiB // any one disk image, PV, volume or DRBD device
 	MinRootSize = 512 * MiB
 	MinSwapSize = 40 * KiB // mkswap's minimum: ten pages
 	// lvmOverhead is what each PV loses to the label and metadata area
@@ -116,11 +119,14 @@ func (s *Spec) validate() error {
 	if c.Name != "" && !nameRE.MatchString(c.Name) {
 		bad(s.at("cluster", "name"), "cluster.name %q: want lower-case letters, digits and dashes", c.Name)
 	}
-	if c.Memory < 64*MiB {
-		bad(s.at("cluster", "memory"), "cluster.memory %s: want at least 64M", c.Memory)
+	if c.Name == "" && !nameRE.MatchString(s.Name) {
+		bad(s.at(), "cluster.name: missing, and the personality name %q cannot name a cluster: set cluster.name (lower-case letters, digits and dashes)", s.Name)
 	}
-	if c.VCPUs < 1 {
-		bad(s.at("cluster", "vcpus"), "cluster.vcpus %d: want at least 1", c.VCPUs)
+	if c.Memory < 64*MiB || c.Memory > MaxMemory {
+		bad(s.at("cluster", "memory"), "cluster.memory %s: want 64M to %s", c.Memory, Size(MaxMemory))
+	}
+	if c.VCPUs < 1 || c.VCPUs > MaxVCPUs {
+		bad(s.at("cluster", "vcpus"), "cluster.vcpus %d: want 1 to %d", c.VCPUs, MaxVCPUs)
 	}
 	nodes := map[string]bool{}
 	for _, n := range s.NodeNames() {
@@ -143,7 +149,12 @@ func (s *Spec) validate() error {
 			bad(s.at("rsync", "modules", i, "path"), "rsync module %q: path %q must be absolute", m.Name, m.Path)
 		}
 	}
-	if s.Admin.User != "" && !nameRE.MatchString(s.Admin.User) {
+	switch {
+	case s.Admin.User == "":
+		// the overlays make this account and give it sudo; without it
+		// nobody could log in
+		bad(s.at("admin", "user"), "admin.user: missing (the account that logs in and becomes root)")
+	case !nameRE.MatchString(s.Admin.User):
 		bad(s.at("admin", "user"), "admin.user %q is not a valid user name", s.Admin.User)
 	}
 	for i, h := range s.Firstboot {
@@ -157,10 +168,61 @@ func (s *Spec) validate() error {
 	if s.Xen.Type != "pvh" && s.Xen.Type != "pv" {
 		bad(s.at("xen", "type"), "xen.type %q: want pvh or pv", s.Xen.Type)
 	}
+	s.validateNumbers(bad)
 	return errs.orNil()
 }
 
 type badFunc func(Pos, string, ...any)
+
+// validateNumbers bounds the numbers no other check looks at: ports, nice
+// levels, intervals and counts that end up in configs.
+func (s *Spec) validateNumbers(bad badFunc) {
+	between := func(v, lo, hi int, path ...any) {
+		if v < lo || v > hi {
+			bad(s.at(path...), "%s %d: want %d to %d", dotted(path), v, lo, hi)
+		}
+	}
+	port := func(v int, path ...any) { between(v, 0, 65535, path...) }
+	port(s.Cockpit.Port, "cockpit", "port")
+	port(s.Monit.Port, "monit", "port")
+	port(s.Pound.Port, "pound", "port")
+	port(s.Pound.BackendPort, "pound", "backend_port")
+	port(s.MariaDB.Port, "mariadb", "port")
+	between(s.MariaDB.MaxConnections, 0, 100000, "mariadb", "max_connections")
+	between(s.Monit.Interval, 0, 86400, "monit", "interval")
+	between(s.Rsync.Nice, -20, 19, "rsync", "nice")
+	between(s.Network.FirstHost, 0, 1<<24, "network", "first_host")
+	between(s.Network.VIPFirst, 0, 1<<24, "network", "vip_first")
+	for i, sv := range s.Services {
+		between(sv.Port, 0, 65535, "services", i, "port")
+		if sv.Memory > MaxMemory {
+			bad(s.at("services", i, "memory"), "service %q: memory %s: want at most %s", sv.Name, sv.Memory, Size(MaxMemory))
+		}
+	}
+	if s.MariaDB.BufferPool > MaxMemory {
+		bad(s.at("mariadb", "buffer_pool"), "mariadb.buffer_pool %s: want at most %s", s.MariaDB.BufferPool, Size(MaxMemory))
+	}
+	for i, r := range s.DRBD {
+		between(r.Minor, 0, 1<<20-1, "drbd", i, "minor")
+	}
+}
+
+// dotted writes a path of at() as the key it names: services[2].port.
+func dotted(path []any) string {
+	var b strings.Builder
+	for _, p := range path {
+		switch p := p.(type) {
+		case int:
+			fmt.Fprintf(&b, "[%d]", p)
+		default:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			fmt.Fprint(&b, p)
+		}
+	}
+	return b.String()
+}
 
 // validateNetwork checks addresses and returns every address the nodes use,
 // so floating IPs can be checked against them.
@@ -173,9 +235,15 @@ func (s *Spec) validateNetwork(bad badFunc) map[netip.Addr]string {
 		return used
 	}
 	pfx = pfx.Masked()
+	if pfx.Bits() > 30 {
+		bad(s.at("network", "subnet"), "network.subnet %s: want at most /30, so the nodes have host addresses", pfx)
+		return used
+	}
 	if n.Gateway != "" {
 		if gw, err := netip.ParseAddr(n.Gateway); err != nil || !pfx.Contains(gw) {
 			bad(s.at("network", "gateway"), "network.gateway %q is not an address in %s", n.Gateway, pfx)
+		} else if w := notHost(pfx, gw); w != "" {
+			bad(s.at("network", "gateway"), "network.gateway %s is %s", gw, w)
 		} else {
 			used[gw] = "the gateway"
 		}
@@ -197,6 +265,8 @@ func (s *Spec) validateNetwork(bad badFunc) map[netip.Addr]string {
 		}
 	}
 	ids := map[int]bool{}
+	var subnets []netip.Prefix
+	var subnetOf []string
 	for i, v := range n.VLANs {
 		at := func(k string) Pos { return s.at("network", "vlans", i, k) }
 		if v.ID < 1 || v.ID > 4094 {
@@ -213,9 +283,20 @@ func (s *Spec) validateNetwork(bad badFunc) map[netip.Addr]string {
 			bad(at("subnet"), "vlan %q: subnet %q: want an IPv4 CIDR", v.Name, v.Subnet)
 			continue
 		}
+		vp = vp.Masked()
+		if vp.Bits() > 30 {
+			bad(at("subnet"), "vlan %q: subnet %s: want at most /30, so the nodes have host addresses", v.Name, vp)
+			continue
+		}
 		if vp.Overlaps(pfx) {
 			bad(at("subnet"), "vlan %q: subnet %s overlaps network.subnet %s", v.Name, vp, pfx)
 		}
+		for j, o := range subnets {
+			if vp.Overlaps(o) {
+				bad(at("subnet"), "vlan %q: subnet %s overlaps the subnet %s of vlan %q", v.Name, vp, o, subnetOf[j])
+			}
+		}
+		subnets, subnetOf = append(subnets, vp), append(subnetOf, v.Name)
 		first := v.FirstHost
 		if first == 0 {
 			first = n.FirstHost
@@ -225,6 +306,18 @@ func (s *Spec) validateNetwork(bad badFunc) map[netip.Addr]string {
 		}
 	}
 	return used
+}
+
+// notHost says why a is no host address of p: its network or broadcast
+// address.
+func notHost(p netip.Prefix, a netip.Addr) string {
+	if a == p.Masked().Addr() {
+		return "the network address of " + p.String()
+	}
+	if last, _ := HostAddr(p, 1<<(32-p.Bits())-2); a == last.Next() {
+		return "the broadcast address of " + p.String()
+	}
+	return ""
 }
 
 // HostAddr is host number n of prefix p, if it is a usable host address.
@@ -244,29 +337,33 @@ func HostAddr(p netip.Prefix, n int) (netip.Addr, bool) {
 
 func (s *Spec) validateDisks(bad badFunc) {
 	d := s.Disks
-	if d.Root < MinRootSize {
-		bad(s.at("disks", "root"), "disks.root %s: want at least %s", d.Root, MinRootSize)
+	if d.Root < MinRootSize || d.Root > MaxDiskSize {
+		bad(s.at("disks", "root"), "disks.root %s: want %s to %s", d.Root, MinRootSize, Size(MaxDiskSize))
 	}
-	if d.Swap != 0 && d.Swap < MinSwapSize {
-		bad(s.at("disks", "swap"), "disks.swap %s: want 0 (none) or at least %s", d.Swap, MinSwapSize)
+	if d.Swap != 0 && (d.Swap < MinSwapSize || d.Swap > MaxDiskSize) {
+		bad(s.at("disks", "swap"), "disks.swap %s: want 0 (none) or %s to %s", d.Swap, MinSwapSize, Size(MaxDiskSize))
 	}
 	// A volume that does not fit is reported at the largest one: that is
 	// the value most likely just raised.
 	var need, have, largest Size
 	where := s.at("disks", "pvs")
 	for i, v := range s.Gluster.Volumes {
-		need += roundExtent(v.Size)
+		need += roundExtent(min(v.Size, MaxDiskSize))
 		if v.Size > largest {
 			largest, where = v.Size, s.at("gluster", "volumes", i, "size")
 		}
 	}
 	for i, r := range s.DRBD {
-		need += roundExtent(r.Size) + roundExtent(drbdMetaSize(r.Size))
+		need += roundExtent(min(r.Size, MaxDiskSize)) + roundExtent(drbdMetaSize(min(r.Size, MaxDiskSize)))
 		if r.Size > largest {
 			largest, where = r.Size, s.at("drbd", i, "size")
 		}
 	}
 	for i, pv := range d.PVs {
+		if pv > MaxDiskSize {
+			bad(s.at("disks", "pvs", i), "disks.pvs[%d] %s: want at most %s", i, pv, Size(MaxDiskSize))
+			continue
+		}
 		if pv <= lvmOverhead {
 			bad(s.at("disks", "pvs", i), "disks.pvs[%d] %s: too small for an LVM2 physical volume", i, pv)
 			continue
@@ -323,6 +420,8 @@ func (s *Spec) validateServices(bad badFunc, used map[netip.Addr]string) {
 				bad(at("ip"), "service %q: only a singleton has a floating ip", sv.Name)
 			case err != nil || !pfx.Contains(a):
 				bad(at("ip"), "service %q: ip %q is not an address in %s", sv.Name, sv.IP, pfx)
+			case notHost(pfx, a) != "":
+				bad(at("ip"), "service %q: ip %s is %s", sv.Name, a, notHost(pfx, a))
 			case used[a] != "":
 				bad(at("ip"), "service %q: ip %s is already %s", sv.Name, a, used[a])
 			default:
@@ -383,8 +482,8 @@ func (s *Spec) validateGluster(bad badFunc, nodes map[string]bool) {
 			bad(at("brick"), "volume %q: brick %q used twice (also volume %q)", v.Name, brick, other)
 		}
 		bricks[brick] = v.Name
-		if v.Size < 16*MiB {
-			bad(at("size"), "volume %q: size %s: want at least 16M", v.Name, v.Size)
+		if v.Size < 16*MiB || v.Size > MaxDiskSize {
+			bad(at("size"), "volume %q: size %s: want 16M to %s", v.Name, v.Size, Size(MaxDiskSize))
 		}
 		hosts := v.Nodes
 		for j, n := range hosts {
@@ -428,8 +527,8 @@ func (s *Spec) validateDRBD(bad badFunc) {
 		if !strings.HasPrefix(r.Mount, "/") {
 			bad(at("mount"), "drbd %q: mount %q must be an absolute path", r.Name, r.Mount)
 		}
-		if r.Size < 16*MiB {
-			bad(at("size"), "drbd %q: size %s: want at least 16M", r.Name, r.Size)
+		if r.Size < 16*MiB || r.Size > MaxDiskSize {
+			bad(at("size"), "drbd %q: size %s: want 16M to %s", r.Name, r.Size, Size(MaxDiskSize))
 		}
 	}
 }

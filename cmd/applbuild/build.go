@@ -55,7 +55,7 @@ nodes.`,
 			if xenDir != "" && !filepath.IsAbs(xenDir) {
 				return usageError{fmt.Errorf("--xen-dir %q: want an absolute path on the dom0", xenDir)}
 			}
-			spec, err := f.load(g, args[0])
+			spec, err := f.load(cmd.Context(), g, args[0])
 			if err != nil {
 				return err
 			}

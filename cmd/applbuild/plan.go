@@ -22,7 +22,7 @@ func newPlanCmd(g *globals) *cobra.Command {
   applbuild plan web-cluster --site site.yaml --json | jq '.nodes[0]'`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pl, err := f.plan(g, args[0])
+			pl, err := f.plan(cmd.Context(), g, args[0])
 			if err != nil {
 				return err
 			}

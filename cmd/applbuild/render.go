@@ -35,7 +35,7 @@ with the same secret are identical.`,
 			if out == "" {
 				return usageError{fmt.Errorf("render needs --out DIR")}
 			}
-			pl, err := f.plan(g, args[0])
+			pl, err := f.plan(cmd.Context(), g, args[0])
 			if err != nil {
 				return err
 			}

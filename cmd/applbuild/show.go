@@ -15,7 +15,7 @@ func newShowCmd(g *globals) *cobra.Command {
   applbuild show ./my-cluster.yaml`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := f.load(g, args[0])
+			s, err := f.load(cmd.Context(), g, args[0])
 			if err != nil {
 				return err
 			}

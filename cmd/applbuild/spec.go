@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"github.com/applbuild/applbuild/builder"
@@ -18,12 +20,13 @@ func (f *specFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringArrayVar(&f.set, "set", nil, "override one value: `key.path=value` (repeatable), e.g. cluster.memory=1G")
 }
 
-func (f *specFlags) load(g *globals, ref string) (*personalities.Spec, error) {
-	return g.library().Load(ref, personalities.Options{Site: f.site, Set: f.set})
+// load stops when ctx is done (Ctrl-C).
+func (f *specFlags) load(ctx context.Context, g *globals, ref string) (*personalities.Spec, error) {
+	return g.library().LoadContext(ctx, ref, personalities.Options{Site: f.site, Set: f.set})
 }
 
-func (f *specFlags) plan(g *globals, ref string) (*builder.Plan, error) {
-	s, err := f.load(g, ref)
+func (f *specFlags) plan(ctx context.Context, g *globals, ref string) (*builder.Plan, error) {
+	s, err := f.load(ctx, g, ref)
 	if err != nil {
 		return nil, err
 	}
