@@ -10,8 +10,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
+	"runtime"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // packages maps a program to the Debian package that ships it, so a missing
@@ -161,14 +165,51 @@ func (c *Cmd) Output(ctx context.Context) ([]byte, error) {
 	}
 	var stderr tail
 	cmd.Stderr = &stderr
+	// The program dies with the build, however the build ends. Its own
+	// process group lets a cancellation kill it and everything it started
+	// (and keeps a terminal's Ctrl-C from reaching it before applbuild has
+	// decided what to do); Pdeathsig kills it when applbuild itself is
+	// killed and cannot cancel anything.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }
+	// A grandchild that escaped the group and still holds stdout or
+	// stderr must not keep Wait from returning.
+	cmd.WaitDelay = waitDelay
 	slog.Debug("run", "cmd", strings.Join(c.Args, " "), "dir", c.Dir)
-	if err := cmd.Run(); err != nil {
+	if err := start(cmd); err != nil {
 		if ctx.Err() != nil {
 			return stdout.Bytes(), fmt.Errorf("%s: %w", c.Args[0], ctx.Err())
 		}
 		return stdout.Bytes(), &ExitError{Args: c.Args, Err: err, Stderr: stderr.String()}
 	}
 	return stdout.Bytes(), nil
+}
+
+// waitDelay is how long Wait waits for the program's output pipes to close
+// after it was killed.
+const waitDelay = 5 * time.Second
+
+// start runs cmd to completion on one locked OS thread. Pdeathsig fires
+// when the thread that started the child exits, not the process: Go may end
+// an idle thread at any time, so the thread is kept until the child is gone.
+func start(cmd *exec.Cmd) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return cmd.Run()
+}
+
+// killGroup kills the process group pid leads, and pid itself should it
+// have left the group.
+func killGroup(pid int) error {
+	gerr := syscall.Kill(-pid, syscall.SIGKILL)
+	perr := syscall.Kill(pid, syscall.SIGKILL)
+	switch {
+	case gerr == nil || perr == nil:
+		return nil
+	case errors.Is(gerr, syscall.ESRCH):
+		return os.ErrProcessDone // exec.Cmd's word for "already gone"
+	}
+	return gerr
 }
 
 // ExitError is a program that ran and failed.
