@@ -26,10 +26,47 @@ const (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// signalled is the cause of a context cancelled by a signal.
+type signalled struct{ sig syscall.Signal }
+
+func (i signalled) Error() string { return "interrupted by " + signalName(i.sig) }
+
+// exitCode is the shell's convention for a death by the signal: 128 + n.
+func (i signalled) exitCode() int { return 128 + int(i.sig) }
+
+func signalName(s syscall.Signal) string {
+	switch s {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return s.String()
+}
+
+// signalContext is cancelled by the first SIGINT or SIGTERM, with an
+// signalled cause: the build stops, kills its programs and removes its
+// temporary directories. A second signal gets the default action, so a
+// user who insists is not kept waiting by the cleanup.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-sigs:
+			signal.Stop(sigs)
+			cancel(signalled{s.(syscall.Signal)})
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel(nil) }
 }
 
 // usageError marks a mistake in how the command was called.
@@ -45,6 +82,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var status exitStatus // a remote command's own (cluster ssh): passed through, silently
 	if errors.As(err, &status) {
 		return int(status)
+	}
+	var intr signalled
+	if errors.As(context.Cause(ctx), &intr) {
+		// Whatever the command was doing when the context ended, the
+		// signal is why it failed: say that, not "context canceled".
+		fmt.Fprintf(stderr, "applbuild: %v: %v\n", intr, err)
+		return intr.exitCode()
 	}
 	fmt.Fprintln(stderr, "applbuild:", err)
 	var specErrs personalities.Errors

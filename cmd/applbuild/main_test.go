@@ -18,6 +18,9 @@ import (
 
 // TestMain lets the scripts in testdata/script run applbuild as a command.
 func TestMain(m *testing.M) {
+	if os.Getenv(signalHelperEnv) != "" {
+		signalHelper()
+	}
 	testscript.Main(m, map[string]func(){
 		"applbuild": func() { os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)) },
 	})
