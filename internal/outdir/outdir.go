@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // Replace calls fill with a fresh temp dir beside dir; when fill succeeds
@@ -37,9 +39,31 @@ func Replace(dir string, fill func(tmp string) error) (err error) {
 	return swap(tmp, dir)
 }
 
-// swap moves tmp to dir. An existing dir is moved aside first and removed
-// after: the window where dir is missing is two renames long.
+// swap moves tmp to dir in one step where the file system can: an
+// exchange (renameat2 RENAME_EXCHANGE) puts the new result at dir and the
+// previous one at tmp, so at every instant, a SIGKILL or a power cut
+// included, dir holds one complete result. Moving the previous one aside
+// first left a window, two renames long, where a killed build left no
+// output at all. File systems without the exchange fall back to that.
 func swap(tmp, dir string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dir, unix.RENAME_EXCHANGE)
+	switch {
+	case err == nil:
+		return os.RemoveAll(tmp) // now the previous result
+	case errors.Is(err, unix.ENOENT):
+		if _, serr := os.Lstat(tmp); serr != nil {
+			return serr
+		}
+		return os.Rename(tmp, dir) // nothing to replace
+	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EOPNOTSUPP):
+		return swapAside(tmp, dir)
+	}
+	return fmt.Errorf("replace %s: %w", dir, err)
+}
+
+// swapAside moves an existing dir aside, tmp into its place, and removes
+// the previous one: for file systems that cannot exchange.
+func swapAside(tmp, dir string) error {
 	old := ""
 	if _, err := os.Lstat(dir); err == nil {
 		old = tmp + ".old"
