@@ -142,8 +142,13 @@ func (c *Cache) get(ctx context.Context, req Request, progress func(string), for
 			return e, nil
 		}
 	}
-	// Missing, corrupt, or to be refreshed: whatever is there goes.
+	// Missing, corrupt, or to be refreshed: whatever is there goes, and
+	// so do the temporary directories of builds of k that were killed
+	// (SIGKILL, a power cut): holding the lock, no live build owns one.
 	if err := c.removeEntry(k); err != nil {
+		return nil, err
+	}
+	if err := c.removeDeadBuilds(k); err != nil {
 		return nil, err
 	}
 	return c.build(ctx, b, n, tool, k, progress)
@@ -400,6 +405,22 @@ func (c *Cache) removeEntry(k string) error {
 		return errors.Join(fmt.Errorf("rootfs cache: %w", err), os.Remove(aside))
 	}
 	return removeAll(aside)
+}
+
+// removeDeadBuilds removes k's temporary directories. The caller holds
+// k's lock.
+func (c *Cache) removeDeadBuilds(k string) error {
+	des, err := os.ReadDir(c.Dir)
+	if err != nil {
+		return fmt.Errorf("rootfs cache: %w", err)
+	}
+	var errs []error
+	for _, de := range des {
+		if strings.HasPrefix(de.Name(), tmpPrefix+k+"-") {
+			errs = append(errs, removeAll(filepath.Join(c.Dir, de.Name())))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (c *Cache) entryDir(k string) string { return filepath.Join(c.Dir, k) }

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -489,5 +490,32 @@ func TestLineWriter(t *testing.T) {
 	}
 	if n := strings.Count(w.tail(), "\n") + 1; n != keepLines {
 		t.Errorf("tail keeps %d lines, want %d", n, keepLines)
+	}
+}
+
+// TestGetRemovesKilledBuilds: what a SIGKILLed build of the key left (its
+// temporary directory, an entry half deleted) goes when the key is next
+// built; a temporary directory of another key stays, it may be live.
+func TestGetRemovesKilledBuilds(t *testing.T) {
+	b := &fakeBuilder{}
+	c := newCache(t, b)
+	k, err := c.Key(t.Context(), testRequest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := tmpPrefix + strings.Repeat("a", 64) + "-1"
+	for _, d := range []string{tmpPrefix + k + "-178857213/mmdebstrap.x", tmpPrefix + k + "-del-99/entry", other} {
+		if err := os.MkdirAll(filepath.Join(c.Dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(c.Dir, tmpPrefix+k+"-178857213", tarballName), []byte("half"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(t.Context(), testRequest(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if l := leftovers(t, c.Dir); len(l) != 2 || !slices.Contains(l, k) || !slices.Contains(l, other) {
+		t.Errorf("cache dir holds %v, want only %s and the other key's %s", l, k, other)
 	}
 }
