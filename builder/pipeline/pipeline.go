@@ -121,6 +121,9 @@ func Build(ctx context.Context, o Options) (_ *Result, err error) {
 	st := pr.Start("verify")
 	files := map[string][]overlays.File{}
 	err = t.Verify(pl)
+	if err == nil {
+		err = checkTools(t, pl, o.Tree == "")
+	}
 	for _, n := range nodes {
 		if err != nil {
 			break
@@ -210,6 +213,30 @@ func Build(ctx context.Context, o Options) (_ *Result, err error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// buildTools are the host programs every build runs; extracting a cached
+// rootfs adds tar, bootstrapping one the bootstrap tool (rootfs checks that).
+var buildTools = []string{"cp", "systemd-sysusers"}
+
+// checkTools finds every program the build will run before it starts, so
+// a missing one is reported with its package at once, not after minutes
+// of bootstrap and extract.
+func checkTools(t target.Target, pl *builder.Plan, rootfsTar bool) error {
+	progs := slices.Clone(buildTools)
+	if rootfsTar {
+		progs = append(progs, "tar")
+	}
+	if tt, ok := t.(target.Tooled); ok {
+		progs = append(progs, tt.Tools(pl)...)
+	}
+	var errs []error
+	for _, p := range progs {
+		if _, err := run.Look(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // nodeFiles is everything written onto the rootfs for node: the overlay,

@@ -15,6 +15,7 @@ import (
 	"github.com/applbuild/applbuild/builder/disk"
 	"github.com/applbuild/applbuild/builder/target"
 	"github.com/applbuild/applbuild/builder/target/xen"
+	"github.com/applbuild/applbuild/internal/progress"
 	"github.com/applbuild/applbuild/internal/run"
 	"github.com/applbuild/applbuild/internal/testenv"
 	"github.com/applbuild/applbuild/overlays"
@@ -287,7 +288,7 @@ func TestBuildCancelled(t *testing.T) {
 // TestBuildVerifiesFirst: a plan the target refuses fails before any
 // directory is made; a PV plan with a zstd kernel fails before any node.
 func TestBuildVerifiesFirst(t *testing.T) {
-	testenv.Tools(t, "cp")
+	testenv.Tools(t, "cp", "systemd-sysusers", "mke2fs")
 	out := t.TempDir()
 	o := fakeOptions(t, fakeTree(t, zstdMagic), out)
 	o.Plan.Nodes[0].Memory = 96 * personalities.MiB
@@ -308,5 +309,35 @@ func TestBuildVerifiesFirst(t *testing.T) {
 	}
 	if des, _ := os.ReadDir(filepath.Join(out, "tiny")); len(des) != 0 {
 		t.Errorf("a refused PV build left %v", des)
+	}
+}
+
+// TestBuildMissingToolFirst: a program the build needs is missing (mke2fs
+// here): the build stops in verify, before the rootfs or any directory,
+// and names the package to install.
+func TestBuildMissingToolFirst(t *testing.T) {
+	testenv.Tools(t, "cp", "systemd-sysusers")
+	bin := t.TempDir()
+	for _, p := range []string{"cp", "systemd-sysusers", "tar"} {
+		if path, err := run.Look(p); err == nil {
+			if err := os.Symlink(path, filepath.Join(bin, p)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Setenv("PATH", bin)
+	out := t.TempDir()
+	o := fakeOptions(t, fakeTree(t, zstdMagic), out)
+	var log strings.Builder
+	o.Progress = progress.NewPlain(&log)
+	_, err := Build(context.Background(), o)
+	if !errors.Is(err, run.ErrMissing) || !strings.Contains(err.Error(), "mke2fs: not found in PATH (install it: apt-get install e2fsprogs)") {
+		t.Fatalf("Build without mke2fs = %v, want the missing program and its package", err)
+	}
+	if !strings.Contains(log.String(), "[verify] failed") || strings.Contains(log.String(), "[extract]") {
+		t.Errorf("the missing program was found late:\n%s", log.String())
+	}
+	if des, _ := os.ReadDir(out); len(des) != 0 {
+		t.Errorf("a build without mke2fs left %v", des)
 	}
 }

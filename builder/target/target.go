@@ -31,6 +31,12 @@ type Target interface {
 	Write(ctx context.Context, in Input) error
 }
 
+// Tooled is a Target that names the host programs its Write runs, so a
+// build can check them before any work (and name their packages).
+type Tooled interface {
+	Tools(pl *builder.Plan) []string
+}
+
 // Options are the command-line choices a target may use.
 type Options struct {
 	// XenDir is where the Xen images will be on the dom0: its

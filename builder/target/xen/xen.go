@@ -63,6 +63,10 @@ func (x *Xen) Name() string { return Name }
 // the boot loader lives on the dom0.
 func (x *Xen) Packages(*builder.Plan) []string { return []string{KernelPackage} }
 
+// Tools implements target.Tooled: the file systems are made by mke2fs;
+// LVM2, swap and the configs are written in Go.
+func (x *Xen) Tools(*builder.Plan) []string { return []string{"mke2fs"} }
+
 var vdevRE = regexp.MustCompile(`^xvd[a-z]{1,2}[0-9]{0,2}$`)
 
 // Verify implements target.Target.
