@@ -159,6 +159,17 @@ func Build(ctx context.Context, o Options) (_ *Result, err error) {
 	}
 	// The work tree lives beside the output, on its filesystem, so the
 	// per-node copies are hard links and the images land where they stay.
+	// A full disk is reported with where, how much and what to do. The
+	// work tree holds the rootfs once (the nodes' trees are hard links),
+	// each node's images about as much again.
+	var need int64
+	if entry != nil {
+		need = entry.Size * int64(1+len(nodes))
+	} else {
+		need = treeSize(o.Tree) * int64(1+len(nodes))
+	}
+	free := freeSpace(filepath.Dir(final))
+	defer func() { err = noSpace(err, filepath.Dir(final), "--out", need, free) }()
 	work, err := os.MkdirTemp(filepath.Dir(final), "."+t.Name()+".work-")
 	if err != nil {
 		return nil, err

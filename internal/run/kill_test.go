@@ -2,6 +2,7 @@ package run
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -119,5 +120,18 @@ func gone(pid int, wait time.Duration) bool {
 			return false
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestNoSpaceIsENOSPC: a program that failed on a full disk matches
+// syscall.ENOSPC, whatever its exit status; another failure does not.
+func TestNoSpaceIsENOSPC(t *testing.T) {
+	_, err := Output(context.Background(), "sh", "-c", `echo "tar: ./usr/bin/x: Cannot write: No space left on device" >&2; exit 2`)
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("%v: does not match ENOSPC", err)
+	}
+	_, err = Output(context.Background(), "sh", "-c", `echo "tar: bad archive" >&2; exit 2`)
+	if err == nil || errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("%v: matches ENOSPC", err)
 	}
 }

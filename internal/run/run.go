@@ -229,6 +229,18 @@ func (e *ExitError) Error() string {
 
 func (e *ExitError) Unwrap() error { return e.Err }
 
+// Is matches syscall.ENOSPC when the program failed for want of disk
+// space, as its message says (the exit status cannot): a full disk is
+// reported the same way whichever program ran into it.
+func (e *ExitError) Is(target error) bool {
+	return target == syscall.ENOSPC && NoSpaceMessage(e.Stderr)
+}
+
+// NoSpaceMessage reports whether a program's output says the disk is full.
+func NoSpaceMessage(s string) bool {
+	return strings.Contains(s, "No space left on device") || strings.Contains(s, "Disk quota exceeded")
+}
+
 // tail keeps the last 8 KiB written to it: enough to explain a failure
 // without holding a chatty program's whole stderr in memory.
 type tail struct{ b []byte }
