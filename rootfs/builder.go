@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/applbuild/applbuild/internal/run"
 )
@@ -71,8 +72,8 @@ func (mmdebstrap) build(ctx context.Context, req Request, dir, debs string, prog
 	}).Output(ctx)
 	lw.flush()
 	if err != nil {
-		if t := lw.tail(); t != "" && ctx.Err() == nil {
-			return nil, fmt.Errorf("%w\nlast status lines:\n%s", err, t)
+		if ctx.Err() == nil {
+			return nil, bootstrapError(err, req, lw)
 		}
 		return nil, err
 	}
@@ -208,3 +209,54 @@ func (w *lineWriter) flush() {
 }
 
 func (w *lineWriter) tail() string { return strings.Join(w.last, "\n") }
+
+// MirrorError is a bootstrap that could not get what it needs from the
+// Debian mirror: unreachable, unknown host, or no such suite there.
+type MirrorError struct {
+	Mirror string
+	Detail string // apt's own line about it
+	Err    error  // the bootstrap tool's failure, with its whole output
+}
+
+func (e *MirrorError) Error() string {
+	return fmt.Sprintf("the Debian mirror %s cannot be used: %s; check the network and the mirror (the spec's mirror:, or --set mirror=URL)",
+		e.Mirror, e.Detail)
+}
+
+func (e *MirrorError) Unwrap() error { return e.Err }
+
+// mirrorFailure finds apt's report of a mirror it could not use among a
+// bootstrap's last status lines, or "".
+func mirrorFailure(lines string) string {
+	for _, l := range strings.Split(lines, "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "E: Failed to fetch ") || strings.HasPrefix(l, "E: The repository ") ||
+			strings.HasPrefix(l, "E: Release file for ") {
+			return strings.TrimPrefix(l, "E: ")
+		}
+	}
+	for _, l := range strings.Split(lines, "\n") {
+		l = strings.TrimSpace(l)
+		for _, s := range []string{"Could not connect to", "Could not resolve", "Temporary failure resolving", "Connection timed out", "Failed getting release file"} {
+			if strings.Contains(l, s) {
+				return strings.TrimPrefix(l, "E: ")
+			}
+		}
+	}
+	return ""
+}
+
+// bootstrapError explains a failed bootstrap by what its output says.
+func bootstrapError(err error, req Request, lw *lineWriter) error {
+	t := lw.tail()
+	if d := mirrorFailure(t); d != "" {
+		return &MirrorError{Mirror: req.Mirror, Detail: d, Err: err}
+	}
+	if run.NoSpaceMessage(t) {
+		err = fmt.Errorf("%w: %w", syscall.ENOSPC, err)
+	}
+	if t != "" {
+		return fmt.Errorf("%w\nlast status lines:\n%s", err, t)
+	}
+	return err
+}

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -180,9 +181,14 @@ func (c *Cache) build(ctx context.Context, b builder, n Request, tool, k string,
 			}
 		}
 	}()
+	free := freeSpace(c.Dir)
 	pkgs, err := b.build(ctx, n, tmp, debs, progress)
 	if err == nil {
 		err = ctx.Err() // a builder that ignored cancellation still fails
+	}
+	if err != nil && errors.Is(err, syscall.ENOSPC) {
+		return nil, fmt.Errorf("rootfs cache %s: out of disk space (%d MiB free when the bootstrap started; it needs room for the chroot and its tarball, about twice the installed size of the packages): free space there or pass --cache-dir a directory on a larger file system: %w",
+			c.Dir, free>>20, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("build rootfs %s %s: %w", n.Suite, k[:12], err)
@@ -405,6 +411,15 @@ func (c *Cache) removeEntry(k string) error {
 		return errors.Join(fmt.Errorf("rootfs cache: %w", err), os.Remove(aside))
 	}
 	return removeAll(aside)
+}
+
+// freeSpace is what root may still write in dir, -1 if unknown.
+func freeSpace(dir string) int64 {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return -1
+	}
+	return int64(st.Bfree) * st.Bsize
 }
 
 // removeDeadBuilds removes k's temporary directories. The caller holds

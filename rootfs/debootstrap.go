@@ -53,8 +53,8 @@ func (debootstrap) build(ctx context.Context, req Request, dir, debs string, pro
 	lw.flush()
 	if err != nil {
 		// debootstrap prints its errors on stdout.
-		if t := lw.tail(); t != "" && ctx.Err() == nil {
-			return nil, fmt.Errorf("%w\nlast output lines:\n%s", err, t)
+		if ctx.Err() == nil {
+			return nil, bootstrapError(err, req, lw)
 		}
 		return nil, err
 	}
