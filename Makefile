@@ -5,6 +5,8 @@ SHELL := /bin/bash
 #   make test    every generator and validator, fast (minutes), strict: a missing tool fails
 #   make e2e     a real build from the Debian mirror and a QEMU boot of n1 (tens of minutes)
 #   make cluster-test  web-cluster's three nodes booted together: formation, failover, rejoin
+#   make chaos   builds killed at random moments of every stage, then checked (half an hour)
+#   make fresh-check  make run and make test in a new minimal Debian 12 root (an hour)
 #   make bench   benchmarks against the peers, written to docs/benchmarks.md
 
 GO       ?= go
@@ -26,7 +28,7 @@ BENCH_DEBS := $(BUILD_DEBS) time xen-tools
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.6.1
 
-.PHONY: all build run deps deps-test deps-e2e deps-bench test lint fuzz fuzz-short e2e cluster-test bench clean
+.PHONY: all build run deps deps-test deps-e2e deps-bench test lint fuzz fuzz-short e2e chaos fresh-check cluster-test bench clean
 
 all: build
 
@@ -85,6 +87,22 @@ fuzz:
 e2e: deps-e2e
 	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 $(GO) test -count=1 -p 1 -timeout 40m -v ./... 2>&1 | tee e2e.log | grep -E '^(--- |PASS|FAIL|ok|panic)|e2e:' ; exit $${PIPESTATUS[0]}
 
+# A build of a small two-node spec stopped by SIGINT, SIGTERM or SIGKILL at
+# random moments of every stage (bootstrap, extract, each node, manifest),
+# CHAOS_RUNS times; after each: no process, mount, loop device or namespace
+# left, the cache whole, the previous output untouched, and the next build
+# identical to an uninterrupted one. make e2e runs four of these.
+CHAOS_RUNS ?= 25
+
+chaos: deps-e2e
+	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 APPLBUILD_CHAOS_RUNS=$(CHAOS_RUNS) $(GO) test -count=1 -timeout 120m -v -run 'TestE2EChaos' ./e2e/ 2>&1 | tee chaos.log | grep -E '^(\s*--- |PASS|FAIL|ok|panic)|chaos:' ; exit $${PIPESTATUS[0]}
+
+# make run and make test, each once, in a new minimal Debian 12 root with
+# only make, git, ca-certificates and the Go toolchain: proves the README's
+# two commands and the package lists above. Not in .ci/run: an hour.
+fresh-check:
+	./scripts/fresh-check.sh
+
 # The whole web cluster of a real build, through applbuild cluster: three
 # TCG guests on two cores, so it runs alone (-p 1) and takes most of an hour.
 cluster-test: deps-e2e
@@ -94,4 +112,4 @@ bench: deps-bench build
 	./bench/run.sh
 
 clean:
-	rm -rf bin $(OUT) e2e.log cluster-test.log
+	rm -rf bin $(OUT) e2e.log chaos.log cluster-test.log
