@@ -22,7 +22,7 @@ mkdir -p "$cache"
 base=$cache/bookworm-minbase.tar
 if [ ! -s "$base" ]; then
 	echo "fresh-check: bootstrapping a minimal Debian 12 into $base"
-	mmdebstrap --variant=minbase --include=make,ca-certificates,git bookworm "$base.tmp" "$mirror"
+	mmdebstrap --variant=minbase --format=tar --include=make,ca-certificates,git bookworm "$base.tmp" "$mirror"
 	mv "$base.tmp" "$base"
 fi
 
