@@ -18,14 +18,6 @@ for p in mmdebstrap unshare git tar; do
 	command -v "$p" >/dev/null || { echo "fresh-check: $p missing (apt-get install mmdebstrap util-linux git tar)" >&2; exit 1; }
 done
 
-mkdir -p "$cache"
-base=$cache/bookworm-minbase.tar
-if [ ! -s "$base" ]; then
-	echo "fresh-check: bootstrapping a minimal Debian 12 into $base"
-	mmdebstrap --variant=minbase --format=tar --include=make,ca-certificates,git bookworm "$base.tmp" "$mirror"
-	mv "$base.tmp" "$base"
-fi
-
 work=$(mktemp -d /var/tmp/applbuild-fresh.XXXXXX)
 pid=""
 # shellcheck disable=SC2317 # run by the traps
@@ -42,6 +34,21 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+mkdir -p "$cache"
+base=$cache/bookworm-minbase.tar
+if [ ! -s "$base" ]; then
+	echo "fresh-check: bootstrapping a minimal Debian 12 into $base"
+	# Its own mount and pid namespaces and a TMPDIR in $work: killed at any
+	# point, it leaves no mount on the host and nothing outside $work.
+	TMPDIR=$work unshare --mount --pid --fork --kill-child --propagation=private -- \
+		mmdebstrap --variant=minbase --format=tar --include=make,ca-certificates,git \
+		bookworm "$work/base.tar" "$mirror" &
+	pid=$!
+	wait "$pid"
+	pid=""
+	mv "$work/base.tar" "$base"
+fi
 
 root=$work/root
 mkdir "$root"
