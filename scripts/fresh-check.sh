@@ -57,6 +57,12 @@ git clone -q --no-local "$repo" "$root/src/applbuild"
 mkdir -p "$root/usr/local"
 cp -a "$goroot" "$root/usr/local/go"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# The machine's own trust anchors (a site's egress proxy CA) go in like its
+# resolv.conf: network setup, not a package the Makefile should install.
+mkdir -p "$root/usr/local/share/ca-certificates"
+if [ -d /usr/local/share/ca-certificates ]; then
+	cp -a /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
+fi
 
 start=$(date +%s)
 # Inside the namespaces: the kernel's file systems, a private /run and /tmp,
@@ -71,7 +77,7 @@ unshare --mount --pid --fork --kill-child --propagation=private -- sh -ec '
 	mount -t tmpfs tmpfs "$root/tmp"
 	exec chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
 		PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		bash -c "cd /src/applbuild && make run && make test"
+		bash -c "update-ca-certificates >/dev/null && cd /src/applbuild && make run && make test"
 ' sh "$root" &
 pid=$!
 if wait "$pid"; then status=0; else status=$?; fi
