@@ -6,7 +6,6 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -223,58 +222,6 @@ func diagnose(ctx context.Context, vm *boot.VM) string {
 		return fmt.Sprintf("(diagnosis over ssh failed: %v)\nconsole:\n%s", err, strings.Join(vm.Tail(boot.TailLines), "\n"))
 	}
 	return "the guest's own view:\n" + string(out)
-}
-
-func waitHTTP(ctx context.Context, url string) (string, error) {
-	var last error
-	for {
-		body, err := httpGet(ctx, url)
-		if err == nil {
-			return body, nil
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("%w (last try: %v)", ctx.Err(), last)
-		case <-time.After(3 * time.Second):
-		}
-	}
-}
-
-func httpGet(ctx context.Context, url string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return string(b), fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return string(b), nil
-}
-
-// imageFile is the overlay's content of path for node n, if it makes one.
-func imageFile(b *built, n *builder.Node, path string) (string, bool) {
-	files, err := overlays.Render(b.plan, n, b.ring)
-	if err != nil {
-		return "", false
-	}
-	for _, f := range files {
-		if f.Path == path && !f.IsDir() && !f.IsLink() {
-			return string(f.Data), true
-		}
-	}
-	return "", false
 }
 
 func diskOf(n *builder.Node, role string) builder.Disk {
