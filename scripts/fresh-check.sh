@@ -70,6 +70,10 @@ start=$(date +%s)
 # shellcheck disable=SC2016 # expanded by the inner shell
 unshare --mount --pid --fork --kill-child --propagation=private -- sh -ec '
 	root=$1
+	# The root is a mount point, as / is on a machine: a build makes its
+	# mounts private (unshare --propagation=private), which fails on a
+	# chroot that is only a directory.
+	mount --bind "$root" "$root"
 	mount --rbind /dev "$root/dev"; mount --make-rslave "$root/dev"
 	mount --rbind /sys "$root/sys"; mount --make-rslave "$root/sys"
 	mount -t proc proc "$root/proc"
