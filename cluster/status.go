@@ -25,10 +25,15 @@ func (c *Cluster) SSHArgs(n *Node, command string) []string {
 		"-i", nodeFiles{n.Dir}.key(), "-o", "IdentitiesOnly=yes",
 		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
 		"-o", "LogLevel=ERROR", "-o", "ConnectTimeout=15",
-		"-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3",
-		"root@" + n.Address.Addr().String()}
+		"-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"}
 	if command != "" {
-		args = append(args, "-o", "BatchMode=yes", "--", command)
+		args = append(args, "-o", "BatchMode=yes")
+	}
+	// Options go before the destination: after it, ssh takes them for
+	// the remote command.
+	args = append(args, "root@"+n.Address.Addr().String())
+	if command != "" {
+		args = append(args, "--", command)
 	}
 	return args
 }

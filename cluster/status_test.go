@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -226,5 +227,23 @@ func TestHasVirtFlag(t *testing.T) {
 		if got := hasVirtFlag([]byte(tt.info)); got != tt.want {
 			t.Errorf("hasVirtFlag(%q) = %v, want %v", tt.info, got, tt.want)
 		}
+	}
+}
+
+func TestSSHArgs(t *testing.T) {
+	c := &Cluster{NetNS: "applbuild-x"}
+	n := &Node{Dir: "/s/n1"}
+	n.Address = netip.MustParsePrefix("192.168.224.161/24")
+	args := c.SSHArgs(n, "crm_mon -1")
+	dest := slices.Index(args, "root@192.168.224.161")
+	if dest < 0 || !slices.Equal(args[dest+1:], []string{"--", "crm_mon -1"}) {
+		t.Errorf("the command must follow the destination, every option precede it: %q", args)
+	}
+	if !slices.Contains(args[:dest], "BatchMode=yes") {
+		t.Errorf("a command runs in batch mode: %q", args)
+	}
+	login := c.SSHArgs(n, "")
+	if login[len(login)-1] != "root@192.168.224.161" || slices.Contains(login, "BatchMode=yes") {
+		t.Errorf("a login: %q", login)
 	}
 }
