@@ -14,7 +14,7 @@ import (
 
 func newRenderCmd(g *globals) *cobra.Command {
 	var f specFlags
-	var out string
+	var out, group string
 	var nodes []string
 	cmd := &cobra.Command{
 		Use:   "render NAME|FILE --out DIR",
@@ -22,7 +22,10 @@ func newRenderCmd(g *globals) *cobra.Command {
 		Long: `render writes DIR/<node>/<path> for every file the overlay generators make
 (configs, keys, first-boot units), without building anything. DIR is
 replaced as a whole only when every node rendered: a failed render leaves
-the previous DIR untouched.
+the previous DIR untouched. DIR must be absent, empty or an earlier output
+of applbuild (it holds a .applbuild-output file); anything else is refused.
+DIR is 0700 (0750 with --group), as it holds private keys; inside it every
+file has the mode it will have in the image.
 
 Keys (corosync authkey, ssh keys) derive from the site secret (--secret, by
 default ~/.config/applbuild/secret, created on first use), so two renders
@@ -34,6 +37,13 @@ with the same secret are identical.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
 				return usageError{fmt.Errorf("render needs --out DIR")}
+			}
+			access, err := outdir.GroupAccess(group)
+			if err != nil {
+				return usageError{err}
+			}
+			if err := outdir.Check(out); err != nil {
+				return err
 			}
 			pl, err := f.plan(g, args[0])
 			if err != nil {
@@ -47,7 +57,7 @@ with the same secret are identical.`,
 			if err != nil {
 				return err
 			}
-			return outdir.Replace(out, func(tmp string) error {
+			return outdir.Replace(out, access, func(tmp string) error {
 				for _, n := range sel {
 					files, err := overlays.Render(pl, n, ring)
 					if err != nil {
@@ -63,7 +73,8 @@ with the same secret are identical.`,
 		},
 	}
 	f.add(cmd)
-	cmd.Flags().StringVarP(&out, "out", "o", "", "output `DIR` (replaced atomically)")
+	cmd.Flags().StringVarP(&out, "out", "o", "", "output `DIR` (replaced atomically; absent, empty or an earlier output)")
+	cmd.Flags().StringVar(&group, "group", "", "let this `GROUP` read the output too (0750 instead of 0700)")
 	cmd.Flags().StringSliceVar(&nodes, "node", nil, "render only these `NODES` (default: all)")
 	return cmd
 }
