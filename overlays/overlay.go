@@ -44,7 +44,7 @@ func (f File) IsLink() bool { return f.Mode&fs.ModeSymlink != 0 }
 type Input struct {
 	Plan *builder.Plan
 	Node *builder.Node
-	Keys *keys.Ring
+	Keys *keys.Ring // the cluster's (ClusterKeys), never the site's
 }
 
 // Generator makes the files of one concern for one node.
@@ -81,9 +81,10 @@ func Generators() []Generator {
 }
 
 // Render runs every generator for node and returns its files sorted by
-// path, with the directories they need.
+// path, with the directories they need. ring is the site's: generators get
+// the cluster's (ClusterKeys), so two clusters of one site share no key.
 func Render(pl *builder.Plan, node *builder.Node, ring *keys.Ring) ([]File, error) {
-	in := Input{Plan: pl, Node: node, Keys: ring}
+	in := Input{Plan: pl, Node: node, Keys: ClusterKeys(pl, ring)}
 	byPath := map[string]File{}
 	for _, g := range Generators() {
 		files, err := g.Gen(in)
@@ -111,6 +112,10 @@ func Render(pl *builder.Plan, node *builder.Node, ring *keys.Ring) ([]File, erro
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, nil
 }
+
+// ClusterKeys is the key ring of pl's cluster, derived from the site's ring
+// and the cluster's identity (the plan's seed: cluster name and domain).
+func ClusterKeys(pl *builder.Plan, site *keys.Ring) *keys.Ring { return site.Cluster(pl.Seed) }
 
 //go:embed templates
 var templates embed.FS

@@ -1,7 +1,8 @@
 // Package keys derives every secret a cluster needs (corosync authkey, ssh
-// host and root keys) from one master secret, so a rebuild with the same
-// secret gives the same bytes and two sites with different secrets share
-// nothing. The master secret never enters the Plan.
+// host and root keys) from one master secret and the cluster's identity,
+// so a rebuild with the same secret gives the same bytes, two sites with
+// different secrets share nothing, and neither do two clusters of one site.
+// The master secret never enters the Plan.
 package keys
 
 import (
@@ -30,6 +31,16 @@ func New(master []byte) (*Ring, error) {
 		return nil, fmt.Errorf("secret is %d bytes, want at least %d", len(master), MinSecret)
 	}
 	return &Ring{master: append([]byte(nil), master...)}, nil
+}
+
+// Cluster is the ring of one cluster, id its identity (the plan's seed,
+// from the cluster name and domain): its master is derived from r's and
+// id, so no key of one cluster opens another built from the same secret.
+func (r *Ring) Cluster(id string) *Ring {
+	m := hmac.New(sha256.New, r.master)
+	m.Write([]byte("applbuild/cluster-ring/v1\x00"))
+	m.Write([]byte(id))
+	return &Ring{master: m.Sum(nil)}
 }
 
 // Bytes derives n bytes for label (HMAC-SHA256 in counter mode).

@@ -29,6 +29,25 @@ func TestDeterministicAndSeparated(t *testing.T) {
 	}
 }
 
+// TestClusterRings: one site secret, two cluster identities: every label
+// gives other bytes; the same identity twice gives the same.
+func TestClusterRings(t *testing.T) {
+	site, _ := New([]byte("0123456789abcdef0123456789abcdef"))
+	lab, prod := site.Cluster("lab-seed"), site.Cluster("prod-seed")
+	for _, label := range []string{"corosync-authkey", "ssh-ed25519/cluster-root", "ssh-ed25519/host/n1"} {
+		if bytes.Equal(lab.Bytes(label, 64), prod.Bytes(label, 64)) || bytes.Equal(lab.Bytes(label, 64), site.Bytes(label, 64)) {
+			t.Errorf("%s: two clusters (or a cluster and its site) share the key", label)
+		}
+		if !bytes.Equal(lab.Bytes(label, 64), site.Cluster("lab-seed").Bytes(label, 64)) {
+			t.Errorf("%s: the same cluster twice, different keys", label)
+		}
+	}
+	other, _ := New([]byte("fedcba9876543210fedcba9876543210"))
+	if bytes.Equal(lab.Bytes("x", 32), other.Cluster("lab-seed").Bytes("x", 32)) {
+		t.Error("one cluster identity under two secrets: same key")
+	}
+}
+
 // TestOpenSSHReadsKey proves the private key file is one OpenSSH accepts:
 // ssh-keygen -y must print the same public key.
 func TestOpenSSHReadsKey(t *testing.T) {
