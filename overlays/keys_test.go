@@ -21,9 +21,12 @@ func keyMaterial(t *testing.T, files map[string]File) map[string][]byte {
 		}
 		pub := blob[len(blob)-32:]
 		block, _ := pem.Decode(mustFile(t, files, p).Data)
+		if block == nil {
+			t.Fatalf("%s: not PEM", p)
+		}
 		// The private section holds seed || public key.
 		i := bytes.LastIndex(block.Bytes, pub)
-		if block == nil || i < 32 {
+		if i < 32 {
 			t.Fatalf("%s: no ed25519 private key in it", p)
 		}
 		m[p+" seed"], m[p+" public"] = block.Bytes[i-32:i], pub

@@ -362,13 +362,14 @@ type Manifest struct {
 type Inputs struct {
 	PlanSHA256 string `json:"plan_sha256"`
 	SpecSHA256 string `json:"spec_sha256,omitempty"`
-	// SecretID names the site secret without revealing it (a value derived
-	// from it): two builds with the same ID used the same keys.
-	SecretID        string `json:"secret_id,omitempty"`
-	RootfsKey       string `json:"rootfs_key,omitempty"`
-	RootfsSHA256    string `json:"rootfs_sha256,omitempty"`
-	RootfsTool      string `json:"rootfs_tool,omitempty"`
-	SourceDateEpoch int64  `json:"source_date_epoch"`
+	// SecretFingerprint names the site secret without revealing it
+	// (keys.Ring.Fingerprint): two builds of one cluster with the same
+	// fingerprint have the same keys.
+	SecretFingerprint string `json:"secret_fingerprint,omitempty"`
+	RootfsKey         string `json:"rootfs_key,omitempty"`
+	RootfsSHA256      string `json:"rootfs_sha256,omitempty"`
+	RootfsTool        string `json:"rootfs_tool,omitempty"`
+	SourceDateEpoch   int64  `json:"source_date_epoch"`
 }
 
 // File is one artifact. Allocated counts the 4 KiB blocks that are not all
@@ -399,7 +400,7 @@ func writeManifest(dir string, o Options, entry *rootfs.Entry, nodes []*builder.
 		}
 	}
 	if o.Ring != nil {
-		m.Inputs.SecretID = hex.EncodeToString(o.Ring.Bytes("applbuild/manifest/secret-id", 8))
+		m.Inputs.SecretFingerprint = o.Ring.Fingerprint()
 	}
 	m.Inputs.SourceDateEpoch = epoch
 	if entry != nil {

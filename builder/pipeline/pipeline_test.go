@@ -18,6 +18,7 @@ import (
 	"github.com/applbuild/applbuild/builder/disk"
 	"github.com/applbuild/applbuild/builder/target"
 	"github.com/applbuild/applbuild/builder/target/xen"
+	"github.com/applbuild/applbuild/internal/keys"
 	"github.com/applbuild/applbuild/internal/outdir"
 	"github.com/applbuild/applbuild/internal/run"
 	"github.com/applbuild/applbuild/internal/testenv"
@@ -106,7 +107,12 @@ func fakeOptions(t *testing.T, tree, out string) Options {
 	// A fake tree fits a root below the spec's minimum: the test is about
 	// the bytes, not the sizes.
 	pl.Nodes[0].Disks[0].Size = 64 * personalities.MiB
+	ring, err := keys.New([]byte("applbuild pipeline test secret, 32+ bytes"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	return Options{
+		Ring: ring,
 		Spec: s, Plan: pl, Target: xen.New(target.Options{XenDir: "/srv/xen"}),
 		Out: out, Render: fakeOverlay, Tree: tree, Version: "test",
 	}
@@ -188,6 +194,9 @@ func TestBuildReproducible(t *testing.T) {
 		if f.Allocated > f.Size || (strings.HasSuffix(f.Path, ".img") && f.Allocated >= f.Size) {
 			t.Errorf("%s: %d of %d bytes hold data: not sparse", f.Path, f.Allocated, f.Size)
 		}
+	}
+	if fp := fakeOptions(t, "", "").Ring.Fingerprint(); a.Inputs.SecretFingerprint != fp {
+		t.Errorf("manifest names secret %q, want the fingerprint %s", a.Inputs.SecretFingerprint, fp)
 	}
 	if a.Inputs.PlanSHA256 == "" || a.Inputs.SpecSHA256 == "" || a.Inputs != b.Inputs {
 		t.Errorf("inputs: %+v vs %+v", a.Inputs, b.Inputs)

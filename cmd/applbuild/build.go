@@ -120,6 +120,7 @@ to the group --group names.`,
 func printArtifacts(g *globals, res *pipeline.Result) error {
 	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(g.stdout, "%s\n", res.Dir)
+	fmt.Fprintf(g.stdout, "site secret fingerprint %s\n", res.Manifest.Inputs.SecretFingerprint)
 	fmt.Fprintln(w, "FILE\tSIZE\tDATA\t")
 	for _, f := range res.Manifest.Files {
 		fmt.Fprintf(w, "%s\t%s\t%s\t\n", f.Path, disk.FormatSize(f.Size, false), disk.FormatSize(f.Allocated, false))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 
@@ -28,8 +29,9 @@ DIR is 0700 (0750 with --group), as it holds private keys; inside it every
 file has the mode it will have in the image.
 
 Keys (corosync authkey, ssh keys) derive from the site secret (--secret, by
-default ~/.config/applbuild/secret, created on first use), so two renders
-with the same secret are identical.`,
+default ~/.config/applbuild/secret, created on first use) and the cluster's
+name and domain, so two renders with the same secret are identical. The
+secret's path and fingerprint are printed on stderr.`,
 		Example: `  applbuild render web-cluster --out rendered/
   applbuild render ./my-cluster.yaml --site site.yaml --out rendered/ --node n1
   diff -r rendered/n1 rendered/n2`,
@@ -102,7 +104,10 @@ func selectNodes(pl *builder.Plan, names []string) ([]*builder.Node, error) {
 	return out, nil
 }
 
-// ring loads the site secret and makes the key ring.
+// ring loads the site secret and makes the key ring, saying on stderr
+// which secret it is (its path and fingerprint, never its bytes): a build
+// run by another user or through sudo finds another ~/.config, and a
+// cluster built with two secrets cannot join.
 func (g *globals) ring() (*keys.Ring, error) {
 	path := g.secret
 	if path == "" {
@@ -110,10 +115,18 @@ func (g *globals) ring() (*keys.Ring, error) {
 	}
 	secret, created, err := keys.LoadOrCreate(path)
 	if err != nil {
+		if errors.Is(err, keys.ErrBadSecret) {
+			return nil, usageError{fmt.Errorf("site secret %w", err)}
+		}
 		return nil, fmt.Errorf("site secret: %w", err)
 	}
 	if created {
 		fmt.Fprintf(g.stderr, "created a new site secret in %s (keep it: every key of your clusters derives from it)\n", path)
 	}
-	return keys.New(secret)
+	ring, err := keys.New(secret)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(g.stderr, "site secret %s, fingerprint %s\n", path, ring.Fingerprint())
+	return ring, nil
 }
