@@ -120,12 +120,19 @@ func ClusterKeys(pl *builder.Plan, site *keys.Ring) *keys.Ring { return site.Clu
 //go:embed templates
 var templates embed.FS
 
-// funcs are the helpers every template may use.
-var funcs = template.FuncMap{
-	"join":  strings.Join,
-	"upper": strings.ToUpper,
-	"add":   func(a, b int) int { return a + b },
-}
+// funcs are the helpers every template may use: a few for text, and one
+// quoting helper per language (quote.go) for every value from the spec.
+var funcs = func() template.FuncMap {
+	m := template.FuncMap{
+		"join":  strings.Join,
+		"upper": strings.ToUpper,
+		"add":   func(a, b int) int { return a + b },
+	}
+	for name, f := range quoteFuncs() {
+		m[name] = f
+	}
+	return m
+}()
 
 // execute renders templates/<name> with data.
 func execute(name string, data any) ([]byte, error) {
