@@ -227,9 +227,9 @@ func TestClusterHook(t *testing.T) {
 		personality, node string
 		want, not         []string
 	}{
-		{"mysql-ha", "n1", []string{"create-md mysql", "primary mysql", "mkfs -t ext4 -q /dev/drbd0", "cp -a /var/lib/mysql/."}, nil},
-		{"mysql-ha", "n2", []string{"create-md mysql"}, []string{"mkfs", "primary"}},
-		{"nfs-ha", "n1", []string{`mkdir -p "$tmp"/export`, `mkdir -p "$tmp"/nfsinfo`}, nil},
+		{"mysql-ha", "n1", []string{"create-md 'mysql'", "primary 'mysql'", "mkfs -t 'ext4' -q '/dev/drbd0'", "cp -a '/var/lib/mysql'/."}, nil},
+		{"mysql-ha", "n2", []string{"create-md 'mysql'"}, []string{"mkfs", "primary"}},
+		{"nfs-ha", "n1", []string{`mkdir -p "$tmp"/'export'`, `mkdir -p "$tmp"/'nfsinfo'`}, nil},
 	} {
 		t.Run(tc.personality+"/"+tc.node, func(t *testing.T) {
 			files := renderNode(t, planFor(t, tc.personality), tc.node)

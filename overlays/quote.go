@@ -49,8 +49,8 @@ func checkText(lang, s string, tab bool) error {
 }
 
 // shQuote is s as one POSIX shell word: single-quoted, each quote in s
-// closed, escaped and reopened. Inside single quotes bash expands nothing ($, `, \, newline are
-// literal); only NUL cannot be carried.
+// closed, escaped and reopened. Inside single quotes bash expands nothing
+// ($, `, \ and newline are literal); only NUL cannot be carried.
 func shQuote(s string) (string, error) {
 	if strings.ContainsRune(s, 0) {
 		return "", refuse("shell", s, "a NUL byte cannot be in a shell word")
