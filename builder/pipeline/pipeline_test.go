@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -221,8 +222,10 @@ func checkImage(t *testing.T, img string) {
 	if got := cat("/boot/grub/grub.cfg"); !strings.Contains(got, "linux /vmlinuz root=UUID=") {
 		t.Errorf("grub.cfg = %q", got)
 	}
-	if got := cat("/etc/machine-id"); got != "" {
-		t.Errorf("machine-id = %q, want empty", got)
+	// debugfs cat prints nothing for a missing file too: stat it.
+	if st, err := run.Output(context.Background(), "debugfs", "-R", "stat /etc/machine-id", img); err != nil ||
+		!strings.Contains(string(st), "Type: regular") || !regexp.MustCompile(`\bSize: 0\b`).Match(st) {
+		t.Errorf("/etc/machine-id is not an empty regular file: %v\n%s", err, st)
 	}
 	if !strings.Contains(cat("/etc/passwd"), "\nsvc:x:") {
 		t.Errorf("sysusers did not create svc")
