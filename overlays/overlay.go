@@ -37,6 +37,27 @@ type File struct {
 // IsDir reports whether f is a directory.
 func (f File) IsDir() bool { return f.Mode&fs.ModeDir != 0 }
 
+// SameDir returns nil when a and b, two claims on one path, are the same
+// directory: several generators may need one (/etc/systemd/system), but
+// none may change what another made it. Anything else claimed twice is an
+// error naming both generators.
+func SameDir(a, b File) error {
+	if !a.IsDir() || !b.IsDir() {
+		return fmt.Errorf("%s written by both %s and %s", a.Path, a.Generator, b.Generator)
+	}
+	if a.Mode != b.Mode || a.Owner != b.Owner {
+		owner := func(f File) string {
+			if f.Owner == "" {
+				return "root:root"
+			}
+			return f.Owner
+		}
+		return fmt.Errorf("directory %s claimed by %s as %v %s and by %s as %v %s",
+			a.Path, a.Generator, a.Mode.Perm(), owner(a), b.Generator, b.Mode.Perm(), owner(b))
+	}
+	return nil
+}
+
 // IsLink reports whether f is a symlink.
 func (f File) IsLink() bool { return f.Mode&fs.ModeSymlink != 0 }
 
@@ -99,8 +120,11 @@ func Render(pl *builder.Plan, node *builder.Node, ring *keys.Ring) ([]File, erro
 			if f.Mode == 0 {
 				f.Mode = 0o644
 			}
-			if prev, dup := byPath[f.Path]; dup && !(prev.IsDir() && f.IsDir()) {
-				return nil, fmt.Errorf("%s: %s written by both %s and %s", node.Name, f.Path, prev.Generator, g.Name)
+			if prev, dup := byPath[f.Path]; dup {
+				if err := SameDir(prev, f); err != nil {
+					return nil, fmt.Errorf("%s: %w", node.Name, err)
+				}
+				continue
 			}
 			byPath[f.Path] = f
 		}

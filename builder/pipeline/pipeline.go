@@ -271,10 +271,10 @@ func nodeFiles(pl *builder.Plan, n *builder.Node, t target.Target, render func(*
 			return nil, fmt.Errorf("%s: %s: path %q is not clean and absolute", n.Name, f.Generator, f.Path)
 		}
 		if prev, dup := byPath[f.Path]; dup {
-			if prev.IsDir() && f.IsDir() {
-				continue
+			if err := overlays.SameDir(prev, f); err != nil {
+				return nil, fmt.Errorf("%s: %w", n.Name, err)
 			}
-			return nil, fmt.Errorf("%s: %s written by both %s and %s", n.Name, f.Path, prev.Generator, f.Generator)
+			continue
 		}
 		byPath[f.Path] = f
 	}

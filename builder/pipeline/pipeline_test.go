@@ -452,3 +452,25 @@ func TestBuildPrivateAndCleansStale(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeFilesDirConflict: the overlay and the target may share a
+// directory only with the same mode and owner; otherwise the build stops
+// naming both, instead of the last one silently winning.
+func TestNodeFilesDirConflict(t *testing.T) {
+	_, pl := tinyPlan(t)
+	x := xen.New(target.Options{})
+	for _, c := range []struct {
+		dir  overlays.File
+		want string
+	}{
+		{overlays.File{Path: "/boot/grub", Mode: fs.ModeDir | 0o755, Generator: "test"}, ""},
+		{overlays.File{Path: "/boot/grub", Mode: fs.ModeDir | 0o700, Generator: "test"}, "directory /boot/grub claimed by test as -rwx------ root:root and by target xen as -rwxr-xr-x root:root"},
+		{overlays.File{Path: "/boot/grub", Mode: fs.ModeDir | 0o755, Owner: "svc:svc", Generator: "test"}, "claimed by test as -rwxr-xr-x svc:svc"},
+	} {
+		render := func(*builder.Plan, *builder.Node) ([]overlays.File, error) { return []overlays.File{c.dir}, nil }
+		_, err := nodeFiles(pl, &pl.Nodes[0], x, render)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%v: nodeFiles = %v, want %q", c.dir.Mode, err, c.want)
+		}
+	}
+}
