@@ -35,7 +35,7 @@ func TestGlusterManagedFiles(t *testing.T) {
 	}
 	s := string(hook.Data)
 	for _, want := range []string{
-		`"global|/data/global|/usr/global|n1 n2 n3"`,
+		`'global|/data/global|/usr/global|n1 n2 n3'`,
 		"replica 3",
 		"auth.allow '" + pl.Gluster.Allow + "'",
 		"set -euo pipefail",
