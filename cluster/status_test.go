@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"net/netip"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -225,6 +227,46 @@ func TestHasVirtFlag(t *testing.T) {
 	} {
 		if got := hasVirtFlag([]byte(tt.info)); got != tt.want {
 			t.Errorf("hasVirtFlag(%q) = %v, want %v", tt.info, got, tt.want)
+		}
+	}
+}
+
+func TestSSHArgs(t *testing.T) {
+	c := &Cluster{NetNS: "applbuild-x"}
+	n := &Node{Dir: "/s/n1"}
+	n.Address = netip.MustParsePrefix("192.168.224.161/24")
+	args := c.SSHArgs(n, "crm_mon -1")
+	dest := slices.Index(args, "root@192.168.224.161")
+	if dest < 0 || !slices.Equal(args[dest+1:], []string{"--", "crm_mon -1"}) {
+		t.Errorf("the command must follow the destination, every option precede it: %q", args)
+	}
+	if !slices.Contains(args[:dest], "BatchMode=yes") {
+		t.Errorf("a command runs in batch mode: %q", args)
+	}
+	login := c.SSHArgs(n, "")
+	if login[len(login)-1] != "root@192.168.224.161" || slices.Contains(login, "BatchMode=yes") {
+		t.Errorf("a login: %q", login)
+	}
+}
+
+// TestReportsExitZero: a report whose commands all fail (no glusterd, no
+// Pacemaker yet, no mount) still exits 0, so a failed ssh means only an
+// unreachable node. crm_mon without a cluster exits non-zero, and that
+// once made every node of a forming cluster look down.
+func TestReportsExitZero(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	for name, script := range map[string]string{"node": nodeReport, "cluster": clusterReport} {
+		cmd := exec.Command(bash, "-c", script)
+		cmd.Env = []string{"PATH=" + t.TempDir()} // every command is missing
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("%s report: %v\n%s", name, err, out)
+		}
+		if !strings.Contains(string(out), "== ") {
+			t.Errorf("%s report printed no section:\n%s", name, out)
 		}
 	}
 }

@@ -135,7 +135,7 @@ func bootNode(t *testing.T, b *built, name string) {
 		t.Errorf("the image's gateway is %s, the plan's %s", m.Gateway, b.plan.Network.Gateway)
 	}
 	// Root's key as the key ring derives it: the image must accept it.
-	m.SSHKey = b.ring.SSH("cluster-root", "root@"+b.plan.Cluster).Private
+	m.SSHKey = overlays.ClusterKeys(b.plan, b.ring).SSH("cluster-root", "root@"+b.plan.Cluster).Private
 
 	consoleLog := filepath.Join(t.TempDir(), "console.log")
 	cf, err := os.Create(consoleLog)

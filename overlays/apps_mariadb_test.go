@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/applbuild/applbuild/builder"
 	"github.com/applbuild/applbuild/internal/run"
 	"github.com/applbuild/applbuild/internal/testenv"
 )
@@ -24,7 +25,7 @@ const mariadbCnf = "/etc/mysql/mariadb.conf.d/60-applbuild.cnf"
 func TestMariaDBOptions(t *testing.T) {
 	testenv.Tools(t, "mariadbd")
 	ctx := context.Background()
-	for _, personality := range []string{"web-cluster", "mysql-ha"} {
+	for _, personality := range personalitiesWith(t, "MariaDB", func(pl *builder.Plan) bool { return pl.MariaDB != nil }) {
 		t.Run(personality, func(t *testing.T) {
 			pl := planFor(t, personality)
 			m := pl.MariaDB

@@ -120,7 +120,7 @@ func fetchTrixiePound(t testing.TB, dir string) {
 func TestPoundConfigtest(t *testing.T) {
 	pound4 := trixiePound(t)
 	ctx := context.Background()
-	for _, personality := range []string{"web-cluster", "pound-lb"} {
+	for _, personality := range personalitiesWith(t, "pound", func(pl *builder.Plan) bool { return pl.Pound != nil }) {
 		t.Run(personality, func(t *testing.T) {
 			f := mustFile(t, appByPath(appGen(t, pound, planFor(t, personality))), PoundConfig)
 			if _, err := run.Output(ctx, append(pound4, "-c", "-f", writeFile(t, f))...); err != nil {

@@ -9,14 +9,12 @@ import (
 
 // scmData is what the app-scm-* templates get.
 type scmData struct {
-	Product  string
-	ProductQ string // Product quoted for bash
-	ReposQ   string // Repos quoted for a bash array
-	SVNRoot  string
-	Repos    []string
-	SVNPort  int
-	CVSRoot  string
-	CVSPort  int
+	Product string
+	SVNRoot string
+	Repos   []string
+	SVNPort int
+	CVSRoot string
+	CVSPort int
 }
 
 // appCVSPort is the pserver's IANA port.
@@ -32,7 +30,7 @@ func scm(in Input) ([]File, error) {
 		return nil, nil
 	}
 	d := scmData{
-		Product: in.Plan.Branding.Product, ProductQ: appShQuote(in.Plan.Branding.Product),
+		Product: in.Plan.Branding.Product,
 		SVNRoot: s.SVNRoot, Repos: s.Repos, SVNPort: appPort(in.Plan.ServiceByUnit("svnserve"), 3690),
 		CVSRoot: s.CVSRoot, CVSPort: appCVSPort,
 	}
@@ -41,14 +39,11 @@ func scm(in Input) ([]File, error) {
 			return nil, fmt.Errorf("scm root %q: want a clean absolute path without spaces or quotes", dir)
 		}
 	}
-	var quoted []string
 	for _, r := range d.Repos {
 		if r == "" || strings.ContainsAny(r, "/ \t\n'\"$`\\") || r == "." || r == ".." {
 			return nil, fmt.Errorf("svn repository name %q: want a plain directory name", r)
 		}
-		quoted = append(quoted, appShQuote(r))
 	}
-	d.ReposQ = strings.Join(quoted, " ")
 
 	type gen struct {
 		path string
@@ -90,9 +85,4 @@ func scm(in Input) ([]File, error) {
 		out = append(out, f)
 	}
 	return append(out, links...), nil
-}
-
-// appShQuote quotes s as one bash word.
-func appShQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

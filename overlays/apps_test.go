@@ -36,7 +36,7 @@ func TestAppsFiles(t *testing.T) {
 			"/etc/systemd/system/cvspserver.socket":          {"ListenStream=2401\n", "Accept=yes\n"},
 			"/etc/systemd/system/cvspserver@.service":        {"--allow-root=/srv/cvs pserver\n", "StandardInput=socket\n"},
 			"/usr/lib/sysusers.d/applbuild-scm.conf":         {"u svn - ", "u cvs - "},
-			"/usr/lib/applbuild/firstboot.d/60-scm":          {"repos=('main')\n", "svn_root=$prefix/srv/svn\n", "cvs_root=$prefix/srv/cvs\n"},
+			"/usr/lib/applbuild/firstboot.d/60-scm":          {"repos=('main')\n", "svn_root=$prefix'/srv/svn'\n", "cvs_root=$prefix'/srv/cvs'\n"},
 		}, []string{"/etc/pound/pound.cfg", "/etc/mysql/mariadb.conf.d/60-applbuild.cnf"}},
 		{"mysql-ha", map[string][]string{
 			"/etc/mysql/mariadb.conf.d/60-applbuild.cnf": {"max_connections         = 150\n", "innodb_buffer_pool_size = 128M\n", `DRBD resource "mysql"`},

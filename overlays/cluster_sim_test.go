@@ -166,7 +166,7 @@ func (st simStatus) clone(t *testing.T, id string) simSet {
 // scheduler: every node up, then n1 failed, then a lone n1 without quorum.
 func TestCIBSimulate(t *testing.T) {
 	testenv.Tools(t, "crm_simulate")
-	for _, name := range haPersonalities {
+	for _, name := range haPersonalities(t) {
 		t.Run(name, func(t *testing.T) {
 			pl := planFor(t, name)
 			cib := mustFile(t, renderNode(t, pl, "n1"), cibPath).Data

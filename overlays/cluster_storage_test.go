@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/applbuild/applbuild/builder"
 	"github.com/applbuild/applbuild/internal/run"
 	"github.com/applbuild/applbuild/internal/testenv"
 )
@@ -27,7 +28,7 @@ func TestDRBDConfig(t *testing.T) {
 	if _, err := os.Stat(drbdadm84); err != nil {
 		t.Fatalf("drbd-utils without the 8.4 front end: %v", err)
 	}
-	for _, name := range []string{"mysql-ha", "nfs-ha"} {
+	for _, name := range personalitiesWith(t, "DRBD", hasDRBD) {
 		pl := planFor(t, name)
 		if len(pl.DRBD) == 0 {
 			t.Fatalf("%s has no DRBD resource", name)
@@ -227,9 +228,9 @@ func TestClusterHook(t *testing.T) {
 		personality, node string
 		want, not         []string
 	}{
-		{"mysql-ha", "n1", []string{"create-md mysql", "primary mysql", "mkfs -t ext4 -q /dev/drbd0", "cp -a /var/lib/mysql/."}, nil},
-		{"mysql-ha", "n2", []string{"create-md mysql"}, []string{"mkfs", "primary"}},
-		{"nfs-ha", "n1", []string{`mkdir -p "$tmp"/export`, `mkdir -p "$tmp"/nfsinfo`}, nil},
+		{"mysql-ha", "n1", []string{"create-md 'mysql'", "primary 'mysql'", "mkfs -t 'ext4' -q '/dev/drbd0'", "cp -a '/var/lib/mysql'/."}, nil},
+		{"mysql-ha", "n2", []string{"create-md 'mysql'"}, []string{"mkfs", "primary"}},
+		{"nfs-ha", "n1", []string{`mkdir -p "$tmp"/'export'`, `mkdir -p "$tmp"/'nfsinfo'`}, nil},
 	} {
 		t.Run(tc.personality+"/"+tc.node, func(t *testing.T) {
 			files := renderNode(t, planFor(t, tc.personality), tc.node)
@@ -252,8 +253,9 @@ func TestClusterHook(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range []string{"web-cluster", "puppet-ha", "pound-lb"} {
-		if _, ok := renderNode(t, planFor(t, name), "n1")[clusterHookPath]; ok {
+	for _, name := range personalitiesWith(t, "no DRBD", func(pl *builder.Plan) bool { return !hasDRBD(pl) }) {
+		pl := planFor(t, name)
+		if _, ok := renderNode(t, pl, pl.Nodes[0].Name)[clusterHookPath]; ok {
 			t.Errorf("%s has no DRBD but got %s", name, clusterHookPath)
 		}
 	}

@@ -17,8 +17,11 @@ import (
 	"github.com/applbuild/applbuild/internal/testenv"
 )
 
-// haPersonalities are the embedded personalities Pacemaker runs.
-var haPersonalities = []string{"web-cluster", "nfs-ha", "mysql-ha", "puppet-ha", "pound-lb"}
+// haPersonalities are the embedded personalities Pacemaker runs, from
+// their plans: a new one is checked without being listed here.
+func haPersonalities(t testing.TB) []string {
+	return personalitiesWith(t, "HA", func(pl *builder.Plan) bool { return pl.HA })
+}
 
 func TestClusterFilesOnlyForHA(t *testing.T) {
 	pl := planFor(t, "scm")
@@ -31,7 +34,7 @@ func TestClusterFilesOnlyForHA(t *testing.T) {
 			t.Errorf("non-HA scm got %s from %s", p, f.Generator)
 		}
 	}
-	for _, name := range haPersonalities {
+	for _, name := range haPersonalities(t) {
 		files := renderNode(t, planFor(t, name), "n1")
 		for _, p := range []string{corosyncConfPath, corosyncKeyPath, cibPath, pacemakerDropIn} {
 			mustFile(t, files, p)
@@ -341,7 +344,7 @@ func combined(ctx context.Context, args ...string) (string, error) {
 func TestCorosyncConfig(t *testing.T) {
 	testenv.Root(t)
 	testenv.Tools(t, "corosync", "ip", "unshare", "mount")
-	for _, name := range haPersonalities {
+	for _, name := range haPersonalities(t) {
 		t.Run(name, func(t *testing.T) {
 			pl := planFor(t, name)
 			for _, n := range pl.Nodes {
@@ -392,7 +395,7 @@ func corosyncTest(t *testing.T, ns string, conf []byte, key File) error {
 
 func TestCIBVerify(t *testing.T) {
 	testenv.Tools(t, "crm_verify", "crm_simulate")
-	for _, name := range haPersonalities {
+	for _, name := range haPersonalities(t) {
 		t.Run(name, func(t *testing.T) {
 			pl := planFor(t, name)
 			b := mustFile(t, renderNode(t, pl, "n1"), cibPath).Data

@@ -26,7 +26,7 @@ func FuzzSpecPlanRender(f *testing.F) {
 	for _, name := range []string{"web-cluster", "nfs-ha", "mysql-ha", "scm", "pound-lb", "puppet-ha"} {
 		f.Add([]byte("extends: " + name + "\n"))
 	}
-	ring, err := keys.New(make([]byte, 32))
+	ring, err := keys.New([]byte("applbuild fuzz secret, 32 bytes or more"))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func TestGlusterManagedFiles(t *testing.T) {
 	}
 	s := string(hook.Data)
 	for _, want := range []string{
-		`"global|/data/global|/usr/global|n1 n2 n3"`,
+		`'global|/data/global|/usr/global|n1 n2 n3'`,
 		"replica 3",
 		"auth.allow '" + pl.Gluster.Allow + "'",
 		"set -euo pipefail",
@@ -123,6 +123,13 @@ esac
 // umount, mountpoint and mkdir first on PATH.
 func runHook(t *testing.T, pl *builder.Plan, node string, up []string, timeout int, unmounted ...string) (calls []string, stderr string, err error) {
 	t.Helper()
+	return runHookWith(t, pl, node, up, timeout, nil, unmounted...)
+}
+
+// runHookWith is runHook with setup run on the fake's state directory
+// first (to make volumes another node created, say).
+func runHookWith(t *testing.T, pl *builder.Plan, node string, up []string, timeout int, setup func(state string), unmounted ...string) (calls []string, stderr string, err error) {
+	t.Helper()
 	testenv.Tools(t, "bash")
 	hook := mustFile(t, renderNode(t, pl, node), glusterHook)
 	dir := t.TempDir()
@@ -145,6 +152,9 @@ func runHook(t *testing.T, pl *builder.Plan, node string, up []string, timeout i
 		}
 	}
 	os.WriteFile(filepath.Join(state, "mounted"), []byte(strings.Join(mounted, "\n")+"\n"), 0o644)
+	if setup != nil {
+		setup(state)
+	}
 	hookPath := filepath.Join(dir, "gluster-setup")
 	os.WriteFile(hookPath, hook.Data, 0o755)
 
@@ -258,6 +268,30 @@ func TestGlusterHookSequence(t *testing.T) {
 		if strings.Contains(c, "volume create") || strings.Contains(c, "peer probe") {
 			t.Errorf("n2 must not create or probe before the volumes exist: %s", c)
 		}
+	}
+}
+
+// TestGlusterHookWaitsForSeeding: a node that is not the first of a
+// volume mounts it once it is started, then waits until the first node
+// has marked it seeded: an empty volume that is merely started is not
+// ready (services started on it found no /etc/apache2/apache2.conf).
+func TestGlusterHookWaitsForSeeding(t *testing.T) {
+	pl := planFor(t, "web-cluster")
+	started := func(state string) {
+		for _, v := range pl.Gluster.Volumes {
+			d := filepath.Join(state, "vols", v.Name)
+			os.MkdirAll(d, 0o755)
+			os.WriteFile(filepath.Join(d, "created"), nil, 0o644)
+			os.WriteFile(filepath.Join(d, "started"), nil, 0o644)
+		}
+	}
+	calls, stderr, err := runHookWith(t, pl, "n2", nil, 1, started)
+	if err == nil || !strings.Contains(stderr, "timed out after 1s waiting for volume global to be seeded by n1") {
+		t.Errorf("n2 on started but unseeded volumes: err %v\n%s", err, stderr)
+	}
+	matchCalls(t, calls, `systemctl start /usr/global.mount`)
+	if st := hookStatus(t, stderr); !strings.Contains(st, "seeded by n1") {
+		t.Errorf("status: %q", st)
 	}
 }
 

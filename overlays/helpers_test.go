@@ -37,6 +37,30 @@ func planFor(t testing.TB, name string, set ...string) *builder.Plan {
 	return pl
 }
 
+// personalitiesWith lists the embedded personalities whose plan has what
+// has looks for, so that a check by a real program covers every
+// personality that needs it, a new one too. None is a failure: the check
+// would pass by checking nothing.
+func personalitiesWith(t testing.TB, what string, has func(*builder.Plan) bool) []string {
+	t.Helper()
+	infos, err := personalities.Library{}.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, info := range infos {
+		if has(planFor(t, info.Name)) {
+			out = append(out, info.Name)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("no personality has %s", what)
+	}
+	return out
+}
+
+func hasDRBD(pl *builder.Plan) bool { return len(pl.DRBD) > 0 }
+
 // renderNode renders one node of a personality and indexes it by path.
 func renderNode(t testing.TB, pl *builder.Plan, node string) map[string]File {
 	t.Helper()

@@ -37,6 +37,27 @@ type File struct {
 // IsDir reports whether f is a directory.
 func (f File) IsDir() bool { return f.Mode&fs.ModeDir != 0 }
 
+// SameDir returns nil when a and b, two claims on one path, are the same
+// directory: several generators may need one (/etc/systemd/system), but
+// none may change what another made it. Anything else claimed twice is an
+// error naming both generators.
+func SameDir(a, b File) error {
+	if !a.IsDir() || !b.IsDir() {
+		return fmt.Errorf("%s written by both %s and %s", a.Path, a.Generator, b.Generator)
+	}
+	if a.Mode != b.Mode || a.Owner != b.Owner {
+		owner := func(f File) string {
+			if f.Owner == "" {
+				return "root:root"
+			}
+			return f.Owner
+		}
+		return fmt.Errorf("directory %s claimed by %s as %v %s and by %s as %v %s",
+			a.Path, a.Generator, a.Mode.Perm(), owner(a), b.Generator, b.Mode.Perm(), owner(b))
+	}
+	return nil
+}
+
 // IsLink reports whether f is a symlink.
 func (f File) IsLink() bool { return f.Mode&fs.ModeSymlink != 0 }
 
@@ -44,7 +65,7 @@ func (f File) IsLink() bool { return f.Mode&fs.ModeSymlink != 0 }
 type Input struct {
 	Plan *builder.Plan
 	Node *builder.Node
-	Keys *keys.Ring
+	Keys *keys.Ring // the cluster's (ClusterKeys), never the site's
 }
 
 // Generator makes the files of one concern for one node.
@@ -81,9 +102,10 @@ func Generators() []Generator {
 }
 
 // Render runs every generator for node and returns its files sorted by
-// path, with the directories they need.
+// path, with the directories they need. ring is the site's: generators get
+// the cluster's (ClusterKeys), so two clusters of one site share no key.
 func Render(pl *builder.Plan, node *builder.Node, ring *keys.Ring) ([]File, error) {
-	in := Input{Plan: pl, Node: node, Keys: ring}
+	in := Input{Plan: pl, Node: node, Keys: ClusterKeys(pl, ring)}
 	byPath := map[string]File{}
 	for _, g := range Generators() {
 		files, err := g.Gen(in)
@@ -98,8 +120,11 @@ func Render(pl *builder.Plan, node *builder.Node, ring *keys.Ring) ([]File, erro
 			if f.Mode == 0 {
 				f.Mode = 0o644
 			}
-			if prev, dup := byPath[f.Path]; dup && !(prev.IsDir() && f.IsDir()) {
-				return nil, fmt.Errorf("%s: %s written by both %s and %s", node.Name, f.Path, prev.Generator, g.Name)
+			if prev, dup := byPath[f.Path]; dup {
+				if err := SameDir(prev, f); err != nil {
+					return nil, fmt.Errorf("%s: %w", node.Name, err)
+				}
+				continue
 			}
 			byPath[f.Path] = f
 		}
@@ -112,15 +137,26 @@ func Render(pl *builder.Plan, node *builder.Node, ring *keys.Ring) ([]File, erro
 	return out, nil
 }
 
+// ClusterKeys is the key ring of pl's cluster, derived from the site's ring
+// and the cluster's identity (the plan's seed: cluster name and domain).
+func ClusterKeys(pl *builder.Plan, site *keys.Ring) *keys.Ring { return site.Cluster(pl.Seed) }
+
 //go:embed templates
 var templates embed.FS
 
-// funcs are the helpers every template may use.
-var funcs = template.FuncMap{
-	"join":  strings.Join,
-	"upper": strings.ToUpper,
-	"add":   func(a, b int) int { return a + b },
-}
+// funcs are the helpers every template may use: a few for text, and one
+// quoting helper per language (quote.go) for every value from the spec.
+var funcs = func() template.FuncMap {
+	m := template.FuncMap{
+		"join":  strings.Join,
+		"upper": strings.ToUpper,
+		"add":   func(a, b int) int { return a + b },
+	}
+	for name, f := range quoteFuncs() {
+		m[name] = f
+	}
+	return m
+}()
 
 // execute renders templates/<name> with data.
 func execute(name string, data any) ([]byte, error) {

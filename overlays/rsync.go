@@ -61,6 +61,14 @@ func rsync(in Input) ([]File, error) {
 	ssh := directory(r.Home+"/.ssh", 0o700, "rsync:rsync")
 	files = append(files, home, ssh)
 	if key := strings.TrimSpace(r.DRKey); key != "" {
+		// One line of authorized_keys: a newline would add a key without
+		// the forced command; a quote in the config path would end it.
+		if _, err := line(key); err != nil {
+			return nil, fmt.Errorf("rsync.dr_key: %w", err)
+		}
+		if _, err := word(r.Config); err != nil {
+			return nil, fmt.Errorf("rsync config %w", err)
+		}
 		files = append(files, File{Path: r.Home + "/.ssh/authorized_keys", Mode: 0o600, Owner: "rsync:rsync",
 			Data: []byte(rsyncAuthorizedKey(r, key) + "\n")})
 	}

@@ -53,6 +53,20 @@ func accounts(in Input) ([]File, error) {
 			File{Path: home + "/.ssh/authorized_keys", Mode: 0o600, Owner: owner,
 				Data: []byte(strings.Join(a.Keys, "\n") + "\n")})
 	}
+	// 10-accounts feeds "user:hash" lines to chpasswd, and each key is one
+	// line of authorized_keys: a colon or newline there would add a user
+	// or an unrestricted key.
+	for _, k := range a.Keys {
+		if _, err := line(k); err != nil {
+			return nil, fmt.Errorf("admin.keys: %w", err)
+		}
+	}
+	if strings.ContainsAny(a.User, ":\n") {
+		return nil, fmt.Errorf("admin.user %q: a colon or newline would add a line to chpasswd's input", a.User)
+	}
+	if _, err := line(a.PasswordHash); err != nil || strings.ContainsAny(a.PasswordHash, ": ") {
+		return nil, fmt.Errorf("admin.password_hash: want one crypt(3) hash, without colon, blank or newline (it feeds chpasswd -e)")
+	}
 	if a.PasswordHash != "" {
 		// Read and removed by 10-accounts; 0600 like the shadow entry it becomes.
 		out = append(out, text("/etc/applbuild/admin.passwd-hash", 0o600, a.PasswordHash+"\n"))

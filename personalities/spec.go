@@ -21,9 +21,7 @@ type Spec struct {
 	Suite  string `yaml:"suite" check:"name"`
 	Mirror string `yaml:"mirror" check:"url"`
 	Domain string `yaml:"domain" check:"hostname"`
-	// Secret is the path of a file whose bytes seed every key the build
-	// generates (corosync authkey, ssh keys). Usually given by --secret.
-	Secret string `yaml:"secret,omitempty" check:"text"`
+	// No secret: key. A spec is shared; the site secret is --secret only.
 
 	Cluster  Cluster   `yaml:"cluster"`
 	Network  Network   `yaml:"network"`

@@ -71,7 +71,12 @@ type Options struct {
 	Nodes  []*builder.Node // nil: every node of the plan
 	Target target.Target
 	// Out is the output root: artifacts go to Out/<personality>/<target>.
+	// Out and Out/<personality> are claimed (internal/outdir): each must be
+	// absent, empty or marked as applbuild's.
 	Out string
+	// Access is who may read the artifacts (they hold private keys): the
+	// user alone, or a group too.
+	Access outdir.Access
 	// Ring derives the keys the overlay writes.
 	Ring *keys.Ring
 	// Render makes a node's overlay; nil means overlays.Render with Ring.
@@ -135,6 +140,19 @@ func Build(ctx context.Context, o Options) (_ *Result, err error) {
 		return nil, err
 	}
 
+	// Where the output goes, before the rootfs (minutes on first use): a
+	// directory that is not applbuild's is refused, not replaced.
+	out, err := filepath.Abs(o.Out)
+	if err != nil {
+		return nil, err
+	}
+	final := filepath.Join(out, pl.Personality, t.Name())
+	for _, dir := range []string{out, filepath.Dir(final), final} {
+		if err := outdir.Check(dir); err != nil {
+			return nil, err
+		}
+	}
+
 	// 2. The root tree.
 	var entry *rootfs.Entry
 	if o.Tree == "" {
@@ -149,14 +167,18 @@ func Build(ctx context.Context, o Options) (_ *Result, err error) {
 		}
 	}
 
-	out, err := filepath.Abs(o.Out)
+	if err := claim(final, o.Access); err != nil {
+		return nil, err
+	}
+	d, err := outdir.Open(final, o.Access)
 	if err != nil {
 		return nil, err
 	}
-	final := filepath.Join(out, pl.Personality, t.Name())
-	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
-		return nil, err
-	}
+	defer func() {
+		if cerr := d.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	// The work tree lives beside the output, on its filesystem, so the
 	// per-node copies are hard links and the images land where they stay.
 	// A full disk is reported with where, how much and what to do. The
@@ -170,7 +192,7 @@ func Build(ctx context.Context, o Options) (_ *Result, err error) {
 	}
 	free := freeSpace(filepath.Dir(final))
 	defer func() { err = noSpace(err, filepath.Dir(final), "--out", need, free) }()
-	work, err := os.MkdirTemp(filepath.Dir(final), "."+t.Name()+".work-")
+	work, err := d.TempDir("work")
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +203,7 @@ func Build(ctx context.Context, o Options) (_ *Result, err error) {
 	}()
 
 	res := &Result{Dir: final}
-	err = outdir.Replace(final, func(tmp string) error {
+	err = d.Replace(func(tmp string) error {
 		base := filepath.Join(work, "rootfs")
 		st := pr.Start("extract")
 		err := prepareBase(ctx, base, entry, o.Tree, epoch)
@@ -215,6 +237,9 @@ func Build(ctx context.Context, o Options) (_ *Result, err error) {
 		var m *Manifest
 		if err == nil {
 			m, err = writeManifest(tmp, o, entry, nodes, epoch, slices.Concat(hashed...))
+		}
+		if err == nil {
+			err = o.Access.Restrict(tmp)
 		}
 		st.Done(err)
 		res.Manifest = m
@@ -250,6 +275,16 @@ func checkTools(t target.Target, pl *builder.Plan, rootfsTar bool) error {
 	return errors.Join(errs...)
 }
 
+// claim makes the directories above final applbuild's: --out and
+// --out/<personality>.
+func claim(final string, a outdir.Access) error {
+	pdir := filepath.Dir(final)
+	if err := outdir.Claim(filepath.Dir(pdir), a); err != nil {
+		return err
+	}
+	return outdir.Claim(pdir, a)
+}
+
 // nodeFiles is everything written onto the rootfs for node: the overlay,
 // the target's files and an empty machine-id (so every clone of an image
 // makes its own on first boot), checked for paths claimed twice.
@@ -274,10 +309,10 @@ func nodeFiles(pl *builder.Plan, n *builder.Node, t target.Target, render func(*
 			return nil, fmt.Errorf("%s: %s: path %q is not clean and absolute", n.Name, f.Generator, f.Path)
 		}
 		if prev, dup := byPath[f.Path]; dup {
-			if prev.IsDir() && f.IsDir() {
-				continue
+			if err := overlays.SameDir(prev, f); err != nil {
+				return nil, fmt.Errorf("%s: %w", n.Name, err)
 			}
-			return nil, fmt.Errorf("%s: %s written by both %s and %s", n.Name, f.Path, prev.Generator, f.Generator)
+			continue
 		}
 		byPath[f.Path] = f
 	}
@@ -365,13 +400,14 @@ type Manifest struct {
 type Inputs struct {
 	PlanSHA256 string `json:"plan_sha256"`
 	SpecSHA256 string `json:"spec_sha256,omitempty"`
-	// SecretID names the site secret without revealing it (a value derived
-	// from it): two builds with the same ID used the same keys.
-	SecretID        string `json:"secret_id,omitempty"`
-	RootfsKey       string `json:"rootfs_key,omitempty"`
-	RootfsSHA256    string `json:"rootfs_sha256,omitempty"`
-	RootfsTool      string `json:"rootfs_tool,omitempty"`
-	SourceDateEpoch int64  `json:"source_date_epoch"`
+	// SecretFingerprint names the site secret without revealing it
+	// (keys.Ring.Fingerprint): two builds of one cluster with the same
+	// fingerprint have the same keys.
+	SecretFingerprint string `json:"secret_fingerprint,omitempty"`
+	RootfsKey         string `json:"rootfs_key,omitempty"`
+	RootfsSHA256      string `json:"rootfs_sha256,omitempty"`
+	RootfsTool        string `json:"rootfs_tool,omitempty"`
+	SourceDateEpoch   int64  `json:"source_date_epoch"`
 }
 
 // File is one artifact. Allocated counts the 4 KiB blocks that are not all
@@ -402,7 +438,7 @@ func writeManifest(dir string, o Options, entry *rootfs.Entry, nodes []*builder.
 		}
 	}
 	if o.Ring != nil {
-		m.Inputs.SecretID = hex.EncodeToString(o.Ring.Bytes("applbuild/manifest/secret-id", 8))
+		m.Inputs.SecretFingerprint = o.Ring.Fingerprint()
 	}
 	m.Inputs.SourceDateEpoch = epoch
 	if entry != nil {

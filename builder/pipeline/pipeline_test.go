@@ -7,19 +7,26 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/applbuild/applbuild/builder"
 	"github.com/applbuild/applbuild/builder/disk"
 	"github.com/applbuild/applbuild/builder/target"
 	"github.com/applbuild/applbuild/builder/target/xen"
+	"github.com/applbuild/applbuild/internal/keys"
+	"github.com/applbuild/applbuild/internal/outdir"
 	"github.com/applbuild/applbuild/internal/progress"
 	"github.com/applbuild/applbuild/internal/run"
 	"github.com/applbuild/applbuild/internal/testenv"
 	"github.com/applbuild/applbuild/overlays"
 	"github.com/applbuild/applbuild/personalities"
+	"github.com/applbuild/applbuild/rootfs"
 )
 
 func tinyPlan(t *testing.T, set ...string) (*personalities.Spec, *builder.Plan) {
@@ -102,7 +109,12 @@ func fakeOptions(t *testing.T, tree, out string) Options {
 	// A fake tree fits a root below the spec's minimum: the test is about
 	// the bytes, not the sizes.
 	pl.Nodes[0].Disks[0].Size = 64 * personalities.MiB
+	ring, err := keys.New([]byte("applbuild pipeline test secret, 32+ bytes"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	return Options{
+		Ring: ring,
 		Spec: s, Plan: pl, Target: xen.New(target.Options{XenDir: "/srv/xen"}),
 		Out: out, Render: fakeOverlay, Tree: tree, Version: "test",
 	}
@@ -121,19 +133,27 @@ func readManifest(t *testing.T, dir string) *Manifest {
 	return &m
 }
 
-// onlyOutput fails unless out holds out/tiny/xen and nothing else: no
-// temporary output, no work tree.
-func onlyOutput(t *testing.T, out string) {
+// entries lists dir, without the marker that makes it applbuild's.
+func entries(t *testing.T, dir string) []string {
 	t.Helper()
-	des, err := os.ReadDir(filepath.Join(out, "tiny"))
-	if err != nil {
+	des, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
 	}
 	var names []string
 	for _, de := range des {
-		names = append(names, de.Name())
+		if de.Name() != outdir.Marker {
+			names = append(names, de.Name())
+		}
 	}
-	if len(names) != 1 || names[0] != "xen" {
+	return names
+}
+
+// onlyOutput fails unless out holds out/tiny/xen and nothing else: no
+// temporary output, no work tree, no lock.
+func onlyOutput(t *testing.T, out string) {
+	t.Helper()
+	if names := entries(t, filepath.Join(out, "tiny")); len(names) != 1 || names[0] != "xen" {
 		t.Errorf("out/tiny holds %v, want only xen", names)
 	}
 }
@@ -177,6 +197,9 @@ func TestBuildReproducible(t *testing.T) {
 			t.Errorf("%s: %d of %d bytes hold data: not sparse", f.Path, f.Allocated, f.Size)
 		}
 	}
+	if fp := fakeOptions(t, "", "").Ring.Fingerprint(); a.Inputs.SecretFingerprint != fp {
+		t.Errorf("manifest names secret %q, want the fingerprint %s", a.Inputs.SecretFingerprint, fp)
+	}
 	if a.Inputs.PlanSHA256 == "" || a.Inputs.SpecSHA256 == "" || a.Inputs != b.Inputs {
 		t.Errorf("inputs: %+v vs %+v", a.Inputs, b.Inputs)
 	}
@@ -200,8 +223,10 @@ func checkImage(t *testing.T, img string) {
 	if got := cat("/boot/grub/grub.cfg"); !strings.Contains(got, "linux /vmlinuz root=UUID=") {
 		t.Errorf("grub.cfg = %q", got)
 	}
-	if got := cat("/etc/machine-id"); got != "" {
-		t.Errorf("machine-id = %q, want empty", got)
+	// debugfs cat prints nothing for a missing file too: stat it.
+	if st, err := run.Output(context.Background(), "debugfs", "-R", "stat /etc/machine-id", img); err != nil ||
+		!strings.Contains(string(st), "Type: regular") || !regexp.MustCompile(`\bSize: 0\b`).Match(st) {
+		t.Errorf("/etc/machine-id is not an empty regular file: %v\n%s", err, st)
 	}
 	if !strings.Contains(cat("/etc/passwd"), "\nsvc:x:") {
 		t.Errorf("sysusers did not create svc")
@@ -279,8 +304,7 @@ func TestBuildCancelled(t *testing.T) {
 	if _, err := Build(ctx, o); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled Build = %v, want context.Canceled", err)
 	}
-	des, _ := os.ReadDir(filepath.Join(out, "tiny"))
-	if len(des) != 0 {
+	if des := entries(t, filepath.Join(out, "tiny")); len(des) != 0 {
 		t.Errorf("a cancelled first build left %v", des)
 	}
 }
@@ -307,7 +331,7 @@ func TestBuildVerifiesFirst(t *testing.T) {
 	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "pvgrub2 can load only gzip- or xz-compressed kernels; /boot/vmlinuz-6.12-test is zstd: use xen.type pvh") {
 		t.Fatalf("PV build with a zstd kernel = %v", err)
 	}
-	if des, _ := os.ReadDir(filepath.Join(out, "tiny")); len(des) != 0 {
+	if des := entries(t, filepath.Join(out, "tiny")); len(des) != 0 {
 		t.Errorf("a refused PV build left %v", des)
 	}
 }
@@ -339,5 +363,145 @@ func TestBuildMissingToolFirst(t *testing.T) {
 	}
 	if des, _ := os.ReadDir(out); len(des) != 0 {
 		t.Errorf("a build without mke2fs left %v", des)
+	}
+}
+
+// mark makes dir look like applbuild made it.
+func mark(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, outdir.Marker), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// failingCache fails the test if the build reaches the rootfs.
+type failingCache struct{ t *testing.T }
+
+func (c failingCache) Get(context.Context, rootfs.Request, func(string)) (*rootfs.Entry, error) {
+	c.t.Error("the build reached the rootfs")
+	return nil, errors.New("no rootfs in this test")
+}
+
+// TestBuildRefusesForeignOut: an --out, --out/<personality> or output dir
+// that applbuild did not make is refused before any work (the rootfs can
+// take minutes), and left exactly as it was.
+func TestBuildRefusesForeignOut(t *testing.T) {
+	for _, c := range []struct {
+		name, file, reason string
+		ours               []string // the directories above the refused one
+	}{
+		{"out holds a project", "go.mod", "holds 1 entries and is not an applbuild output", nil},
+		{"personality dir is someone's", "tiny/notes.txt", "holds 1 entries", []string{"."}},
+		{"target dir is a file", "tiny/xen", "is a file", []string{".", "tiny"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out := t.TempDir()
+			p := filepath.Join(out, c.file)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte("mine\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, dir := range c.ours {
+				mark(t, filepath.Join(out, dir))
+			}
+			o := fakeOptions(t, "", out)
+			o.Tree, o.Cache = "", failingCache{t}
+			_, err := Build(context.Background(), o)
+			if !errors.Is(err, outdir.ErrRefused) || !strings.Contains(err.Error(), c.reason) {
+				t.Fatalf("Build = %v, want refused: %s", err, c.reason)
+			}
+			if b, err := os.ReadFile(p); err != nil || string(b) != "mine\n" {
+				t.Errorf("%s changed: %q %v", c.file, b, err)
+			}
+		})
+	}
+}
+
+// TestBuildPrivateAndCleansStale: the artifacts hold the nodes' private
+// keys, so they are the user's alone (or a chosen group's); and what a
+// SIGKILLed build left beside the output is removed by the next one.
+func TestBuildPrivateAndCleansStale(t *testing.T) {
+	testenv.Tools(t, "mke2fs", "cp", "systemd-sysusers")
+	g, err := user.LookupGroupId(strconv.Itoa(os.Getgid()))
+	if err != nil {
+		t.Skipf("no name for gid %d: %v", os.Getgid(), err)
+	}
+	grp, err := outdir.GroupAccess(g.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := fakeTree(t, zstdMagic)
+	for _, c := range []struct {
+		access    outdir.Access
+		dir, file fs.FileMode
+	}{{outdir.Access{}, 0o700, 0o600}, {grp, 0o750, 0o640}} {
+		out := t.TempDir()
+		// A build killed by SIGKILL: its work tree and temp output stay.
+		for _, stale := range []string{".xen.work-1234/rootfs/etc", ".xen.tmp-5678/n1"} {
+			if err := os.MkdirAll(filepath.Join(out, "tiny", stale), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mark(t, out)
+		mark(t, filepath.Join(out, "tiny"))
+		o := fakeOptions(t, tree, out)
+		o.Access = c.access
+		res, err := Build(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		onlyOutput(t, out)
+		n := 0
+		err = filepath.WalkDir(res.Dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			want := c.file
+			if d.IsDir() {
+				want = c.dir
+			}
+			if fi.Mode().Perm() != want {
+				t.Errorf("%s: mode %v, want %v", p, fi.Mode().Perm(), want)
+			}
+			if gid := int(fi.Sys().(*syscall.Stat_t).Gid); c.access.Group != "" && gid != c.access.GID {
+				t.Errorf("%s: gid %d, want %d", p, gid, c.access.GID)
+			}
+			n++
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n < 6 { // xen, marker, manifest, n1, its images and cfg
+			t.Errorf("walked only %d entries of %s", n, res.Dir)
+		}
+	}
+}
+
+// TestNodeFilesDirConflict: the overlay and the target may share a
+// directory only with the same mode and owner; otherwise the build stops
+// naming both, instead of the last one silently winning.
+func TestNodeFilesDirConflict(t *testing.T) {
+	_, pl := tinyPlan(t)
+	x := xen.New(target.Options{})
+	for _, c := range []struct {
+		dir  overlays.File
+		want string
+	}{
+		{overlays.File{Path: "/boot/grub", Mode: fs.ModeDir | 0o755, Generator: "test"}, ""},
+		{overlays.File{Path: "/boot/grub", Mode: fs.ModeDir | 0o700, Generator: "test"}, "directory /boot/grub claimed by test as -rwx------ root:root and by target xen as -rwxr-xr-x root:root"},
+		{overlays.File{Path: "/boot/grub", Mode: fs.ModeDir | 0o755, Owner: "svc:svc", Generator: "test"}, "claimed by test as -rwxr-xr-x svc:svc"},
+	} {
+		render := func(*builder.Plan, *builder.Node) ([]overlays.File, error) { return []overlays.File{c.dir}, nil }
+		_, err := nodeFiles(pl, &pl.Nodes[0], x, render)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%v: nodeFiles = %v, want %q", c.dir.Mode, err, c.want)
+		}
 	}
 }

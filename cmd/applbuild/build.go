@@ -14,13 +14,14 @@ import (
 	"github.com/applbuild/applbuild/builder/disk"
 	"github.com/applbuild/applbuild/builder/pipeline"
 	"github.com/applbuild/applbuild/builder/target"
+	"github.com/applbuild/applbuild/internal/outdir"
 	"github.com/applbuild/applbuild/internal/progress"
 	"github.com/applbuild/applbuild/rootfs"
 )
 
 func newBuildCmd(g *globals) *cobra.Command {
 	var f specFlags
-	var targetName, out, cacheDir, xenDir string
+	var targetName, out, cacheDir, xenDir, group string
 	var nodes []string
 	cmd := &cobra.Command{
 		Use:   "build NAME|FILE --target TARGET",
@@ -39,7 +40,13 @@ mmdebstrap on first use (that needs root and the Debian mirror). Nothing
 else needs root, loop devices or mounts. OUT/<personality>/<target> is
 replaced as a whole only when the build succeeded: a failed or interrupted
 build leaves the previous one untouched. With --node, it holds only those
-nodes.`,
+nodes.
+
+OUT, OUT/<personality> and OUT/<personality>/<target> must each be absent,
+empty or made by applbuild (marked by a .applbuild-output file): anything
+else is refused (exit 2), never replaced. The images hold private keys and
+password hashes: every file is 0600 in 0700 directories, or 0640 and 0750
+to the group --group names.`,
 		Example: `  applbuild build web-cluster --target xen
   applbuild build web-cluster --target xen --site site.yaml --out /var/tmp/out
   applbuild build web-cluster --target xen --xen-dir /srv/xen --node n1`,
@@ -51,6 +58,10 @@ nodes.`,
 			factory, ok := pipeline.Targets()[targetName]
 			if !ok {
 				return usageError{fmt.Errorf("unknown --target %q (targets: %s)", targetName, strings.Join(pipeline.TargetNames(), ", "))}
+			}
+			access, err := outdir.GroupAccess(group)
+			if err != nil {
+				return usageError{err}
 			}
 			if xenDir != "" && !filepath.IsAbs(xenDir) {
 				return usageError{fmt.Errorf("--xen-dir %q: want an absolute path on the dom0", xenDir)}
@@ -80,7 +91,7 @@ nodes.`,
 			pr := progress.New(g.stderr)
 			res, err := pipeline.Build(cmd.Context(), pipeline.Options{
 				Spec: spec, Plan: pl, Nodes: sel, Target: factory(target.Options{XenDir: xenDir}),
-				Out: out, Ring: ring, Cache: &rootfs.Cache{Dir: cacheDir},
+				Out: out, Access: access, Ring: ring, Cache: &rootfs.Cache{Dir: cacheDir},
 				Version: version(), Progress: pr,
 			})
 			if s := pr.Summary(); s != "" {
@@ -102,12 +113,14 @@ nodes.`,
 	cmd.Flags().StringVar(&cacheDir, "cache-dir", "", "rootfs cache `DIR` (default "+rootfs.DefaultDir()+")")
 	cmd.Flags().StringVar(&xenDir, "xen-dir", "", "where the images will be on the dom0 (`DIR`/<node>/disk.img) for the xl configs (default: the output directory)")
 	cmd.Flags().StringSliceVar(&nodes, "node", nil, "build only these `NODES` (default: all)")
+	cmd.Flags().StringVar(&group, "group", "", "let this `GROUP` read the artifacts too (0640 in 0750 instead of 0600 in 0700)")
 	return cmd
 }
 
 func printArtifacts(g *globals, res *pipeline.Result) error {
 	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(g.stdout, "%s\n", res.Dir)
+	fmt.Fprintf(g.stdout, "site secret fingerprint %s\n", res.Manifest.Inputs.SecretFingerprint)
 	fmt.Fprintln(w, "FILE\tSIZE\tDATA\t")
 	for _, f := range res.Manifest.Files {
 		fmt.Fprintf(w, "%s\t%s\t%s\t\n", f.Path, disk.FormatSize(f.Size, false), disk.FormatSize(f.Allocated, false))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/applbuild/applbuild/internal/outdir"
 	"github.com/applbuild/applbuild/personalities"
 )
 
@@ -94,7 +95,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var specErrs personalities.Errors
 	var uerr usageError
 	switch {
-	case errors.As(err, &specErrs), errors.As(err, &uerr), errors.Is(err, personalities.ErrUnknown):
+	case errors.As(err, &specErrs), errors.As(err, &uerr), errors.Is(err, personalities.ErrUnknown),
+		errors.Is(err, outdir.ErrRefused):
 		return exitSpec
 	}
 	return exitError

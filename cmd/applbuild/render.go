@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 
@@ -14,7 +15,7 @@ import (
 
 func newRenderCmd(g *globals) *cobra.Command {
 	var f specFlags
-	var out string
+	var out, group string
 	var nodes []string
 	cmd := &cobra.Command{
 		Use:   "render NAME|FILE --out DIR",
@@ -22,11 +23,15 @@ func newRenderCmd(g *globals) *cobra.Command {
 		Long: `render writes DIR/<node>/<path> for every file the overlay generators make
 (configs, keys, first-boot units), without building anything. DIR is
 replaced as a whole only when every node rendered: a failed render leaves
-the previous DIR untouched.
+the previous DIR untouched. DIR must be absent, empty or an earlier output
+of applbuild (it holds a .applbuild-output file); anything else is refused.
+DIR is 0700 (0750 with --group), as it holds private keys; inside it every
+file has the mode it will have in the image.
 
 Keys (corosync authkey, ssh keys) derive from the site secret (--secret, by
-default ~/.config/applbuild/secret, created on first use), so two renders
-with the same secret are identical.`,
+default ~/.config/applbuild/secret, created on first use) and the cluster's
+name and domain, so two renders with the same secret are identical. The
+secret's path and fingerprint are printed on stderr.`,
 		Example: `  applbuild render web-cluster --out rendered/
   applbuild render ./my-cluster.yaml --site site.yaml --out rendered/ --node n1
   diff -r rendered/n1 rendered/n2`,
@@ -34,6 +39,13 @@ with the same secret are identical.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
 				return usageError{fmt.Errorf("render needs --out DIR")}
+			}
+			access, err := outdir.GroupAccess(group)
+			if err != nil {
+				return usageError{err}
+			}
+			if err := outdir.Check(out); err != nil {
+				return err
 			}
 			pl, err := f.plan(cmd.Context(), g, args[0])
 			if err != nil {
@@ -47,7 +59,7 @@ with the same secret are identical.`,
 			if err != nil {
 				return err
 			}
-			return outdir.Replace(out, func(tmp string) error {
+			return outdir.Replace(out, access, func(tmp string) error {
 				for _, n := range sel {
 					files, err := overlays.Render(pl, n, ring)
 					if err != nil {
@@ -63,7 +75,8 @@ with the same secret are identical.`,
 		},
 	}
 	f.add(cmd)
-	cmd.Flags().StringVarP(&out, "out", "o", "", "output `DIR` (replaced atomically)")
+	cmd.Flags().StringVarP(&out, "out", "o", "", "output `DIR` (replaced atomically; absent, empty or an earlier output)")
+	cmd.Flags().StringVar(&group, "group", "", "let this `GROUP` read the output too (0750 instead of 0700)")
 	cmd.Flags().StringSliceVar(&nodes, "node", nil, "render only these `NODES` (default: all)")
 	return cmd
 }
@@ -91,7 +104,10 @@ func selectNodes(pl *builder.Plan, names []string) ([]*builder.Node, error) {
 	return out, nil
 }
 
-// ring loads the site secret and makes the key ring.
+// ring loads the site secret and makes the key ring, saying on stderr
+// which secret it is (its path and fingerprint, never its bytes): a build
+// run by another user or through sudo finds another ~/.config, and a
+// cluster built with two secrets cannot join.
 func (g *globals) ring() (*keys.Ring, error) {
 	path := g.secret
 	if path == "" {
@@ -99,10 +115,18 @@ func (g *globals) ring() (*keys.Ring, error) {
 	}
 	secret, created, err := keys.LoadOrCreate(path)
 	if err != nil {
+		if errors.Is(err, keys.ErrBadSecret) {
+			return nil, usageError{fmt.Errorf("site secret %w", err)}
+		}
 		return nil, fmt.Errorf("site secret: %w", err)
 	}
 	if created {
 		fmt.Fprintf(g.stderr, "created a new site secret in %s (keep it: every key of your clusters derives from it)\n", path)
 	}
-	return keys.New(secret)
+	ring, err := keys.New(secret)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(g.stderr, "site secret %s, fingerprint %s\n", path, ring.Fingerprint())
+	return ring, nil
 }

@@ -1,35 +1,77 @@
 // Package keys derives every secret a cluster needs (corosync authkey, ssh
-// host and root keys) from one master secret, so a rebuild with the same
-// secret gives the same bytes and two sites with different secrets share
-// nothing. The master secret never enters the Plan.
+// host and root keys) from one master secret and the cluster's identity,
+// so a rebuild with the same secret gives the same bytes, two sites with
+// different secrets share nothing, and neither do two clusters of one site.
+// The master secret never enters the Plan.
 package keys
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // Ring derives keys from a master secret.
-type Ring struct{ master []byte }
+type Ring struct {
+	master      []byte
+	fingerprint string // the site secret's, also on a cluster's ring
+}
 
-// MinSecret is the shortest master secret accepted.
-const MinSecret = 16
+// Bounds of a site secret: at least a 256-bit key, and small enough that
+// reading /dev/zero or a disk image by mistake is refused, not slurped.
+const (
+	MinSecret = 32
+	MaxSecret = 4 << 10
+)
 
-// New makes a Ring from master.
+// ErrBadSecret matches every refusal of a site secret.
+var ErrBadSecret = errors.New("unusable site secret")
+
+func bad(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrBadSecret}, args...)...)
+}
+
+// New makes a Ring from master, refusing one too short, too long or all
+// zeros (an unset or wiped secret).
 func New(master []byte) (*Ring, error) {
 	if len(master) < MinSecret {
-		return nil, fmt.Errorf("secret is %d bytes, want at least %d", len(master), MinSecret)
+		return nil, bad("it is %d bytes, want at least %d", len(master), MinSecret)
 	}
-	return &Ring{master: append([]byte(nil), master...)}, nil
+	if len(master) > MaxSecret {
+		return nil, bad("it is more than %d bytes: not a secret file", MaxSecret)
+	}
+	if bytes.Count(master, []byte{0}) == len(master) {
+		return nil, bad("it is all zero bytes")
+	}
+	sum := sha256.Sum256(append([]byte("applbuild/secret-fingerprint/v1\x00"), master...))
+	return &Ring{master: append([]byte(nil), master...), fingerprint: hex.EncodeToString(sum[:8])}, nil
+}
+
+// Fingerprint names the site secret without revealing it: the first 16
+// hex digits of sha256 over a label and the secret. Two builds with the
+// same fingerprint used the same secret; a cluster's ring has its site's.
+func (r *Ring) Fingerprint() string { return r.fingerprint }
+
+// Cluster is the ring of one cluster, id its identity (the plan's seed,
+// from the cluster name and domain): its master is derived from r's and
+// id, so no key of one cluster opens another built from the same secret.
+func (r *Ring) Cluster(id string) *Ring {
+	m := hmac.New(sha256.New, r.master)
+	m.Write([]byte("applbuild/cluster-ring/v1\x00"))
+	m.Write([]byte(id))
+	return &Ring{master: m.Sum(nil), fingerprint: r.fingerprint}
 }
 
 // Bytes derives n bytes for label (HMAC-SHA256 in counter mode).
@@ -92,10 +134,40 @@ func sshString(b, s []byte) []byte {
 	return append(b, s...)
 }
 
-// LoadOrCreate reads the master secret at path, creating it (32 random
-// bytes, mode 0600, written atomically) when it does not exist yet.
+// Load reads the master secret at path, refusing (ErrBadSecret, with the
+// reason) a file that is not a regular file, that its group or others may
+// read or write, or whose content New refuses.
+func Load(path string) ([]byte, error) {
+	// O_NONBLOCK: a FIFO given by mistake is refused below, not waited on.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %w", path, bad("it is not a regular file (%s)", fi.Mode().Type()))
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%s: %w", path, bad("its mode %04o lets others read or change it: chmod 600 %s", perm, path))
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxSecret+1))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := New(b); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return b, nil
+}
+
+// LoadOrCreate reads the master secret at path (Load), creating it (32
+// random bytes, mode 0600, written atomically) when it does not exist yet.
 func LoadOrCreate(path string) ([]byte, bool, error) {
-	b, err := os.ReadFile(path)
+	b, err := Load(path)
 	if err == nil {
 		return b, false, nil
 	}
@@ -127,7 +199,7 @@ func LoadOrCreate(path string) ([]byte, bool, error) {
 	}
 	if err := os.Link(tmp.Name(), path); err != nil {
 		if errors.Is(err, os.ErrExist) { // another build made it first
-			b, err := os.ReadFile(path)
+			b, err := Load(path)
 			return b, false, err
 		}
 		return nil, false, err

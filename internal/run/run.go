@@ -71,6 +71,7 @@ var packages = map[string]string{
 	"mcopy":                   "mtools",
 	"mariadb-install-db":      "mariadb-server",
 	"mariadb":                 "mariadb-client",
+	"my_print_defaults":       "mariadb-client-core",
 	"svn":                     "subversion",
 	"shellcheck":              "shellcheck",
 	"systemd-sysusers":        "systemd",

@@ -16,6 +16,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"strings"
 
 	"github.com/applbuild/applbuild/builder"
 	"github.com/applbuild/applbuild/builder/kernel"
@@ -69,6 +70,19 @@ func (x *Xen) Tools(*builder.Plan) []string { return []string{"mke2fs"} }
 
 var vdevRE = regexp.MustCompile(`^xvd[a-z]{1,2}[0-9]{0,2}$`)
 
+// ifnameRE is a Linux interface name: at most 15 bytes, no blank, slash,
+// quote or comma (which would end the vif spec or xl's string).
+var ifnameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+
+// xlPathRE is what an image path may hold inside the disk spec's
+// single-quoted xl string: no quote, backslash, comma or control char.
+var xlPathRE = regexp.MustCompile(`^/[A-Za-z0-9_./+@:-]*$`)
+
+// oneLine reports whether s can stand in a comment line of the xl config.
+func oneLine(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
 // Verify implements target.Target.
 func (x *Xen) Verify(pl *builder.Plan) error {
 	var errs []error
@@ -78,8 +92,18 @@ func (x *Xen) Verify(pl *builder.Plan) error {
 	if pl.Xen.Type != TypePVH && pl.Xen.Type != TypePV {
 		bad("", "xen.type %q: want pvh or pv", pl.Xen.Type)
 	}
+	// The xl config is run by root on the dom0: nothing from the plan may
+	// end its strings or add a line (a bootloader= or a second vif).
 	if pl.Network.Bridge == "" {
 		bad("", "network.bridge is empty: the vif needs a dom0 bridge")
+	} else if !ifnameRE.MatchString(pl.Network.Bridge) {
+		bad("", "network.bridge %q is not a Linux interface name (at most 15 of A-Z a-z 0-9 _ . -)", pl.Network.Bridge)
+	}
+	if x.opts.XenDir != "" && !xlPathRE.MatchString(x.opts.XenDir) {
+		bad("", "--xen-dir %q: want an absolute path of A-Z a-z 0-9 _ . / + @ : - (it stands in xl's quoted disk spec)", x.opts.XenDir)
+	}
+	if !oneLine(pl.Personality) {
+		bad("", "personality name %q holds a control character", pl.Personality)
 	}
 	for i := range pl.Nodes {
 		n := &pl.Nodes[i]
@@ -92,6 +116,16 @@ func (x *Xen) Verify(pl *builder.Plan) error {
 		}
 		if n.MAC == "" {
 			bad(n.Name, "no MAC address")
+		}
+		for _, v := range []string{n.Name, n.FQDN, n.Address, n.MAC} {
+			if !oneLine(v) || strings.ContainsAny(v, `"',\ `) {
+				bad(n.Name, "%q cannot stand in the xl config (quote, comma, blank or control character)", v)
+			}
+		}
+		for _, v := range n.VLANs {
+			if !oneLine(v.Name + v.Interface) {
+				bad(n.Name, "VLAN %q holds a control character", v.Name)
+			}
 		}
 		roots, devs, files := 0, map[string]bool{}, map[string]bool{}
 		for _, d := range n.Disks {
