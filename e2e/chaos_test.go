@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/applbuild/applbuild/internal/outdir"
 	"github.com/applbuild/applbuild/internal/testenv"
 	"github.com/applbuild/applbuild/rootfs"
 )
@@ -405,7 +406,7 @@ func (c *chaos) leftovers() []string {
 	var out []string
 	des, _ := os.ReadDir(filepath.Dir(c.final))
 	for _, de := range des {
-		if de.Name() != filepath.Base(c.final) {
+		if de.Name() != filepath.Base(c.final) && de.Name() != outdir.Marker {
 			out = append(out, "left beside the output: "+de.Name())
 		}
 	}
@@ -426,7 +427,7 @@ func (c *chaos) clearLeftovers() {
 		des, _ := os.ReadDir(dir)
 		for _, de := range des {
 			n := de.Name()
-			if strings.HasPrefix(n, ".") || strings.HasPrefix(n, "tmp-") {
+			if n != outdir.Marker && (strings.HasPrefix(n, ".") || strings.HasPrefix(n, "tmp-")) {
 				if err := os.RemoveAll(filepath.Join(dir, n)); err != nil {
 					c.t.Fatal(err)
 				}
