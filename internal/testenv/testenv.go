@@ -5,7 +5,10 @@ package testenv
 
 import (
 	"os"
+	"runtime"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/applbuild/applbuild/internal/run"
 )
@@ -48,4 +51,24 @@ func Slow(t testing.TB) {
 	if os.Getenv("APPLBUILD_SLOW") != "1" {
 		t.Skip("slow test: run with APPLBUILD_SLOW=1 (make e2e)")
 	}
+}
+
+// CPUTime runs f on one locked OS thread and returns the CPU time that
+// thread spent in it. A bound on it holds on a loaded machine, where a
+// bound on the wall clock fails a fast function starved of CPU.
+func CPUTime(f func()) time.Duration {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	before := threadCPU()
+	f()
+	return threadCPU() - before
+}
+
+func threadCPU() time.Duration {
+	var ru syscall.Rusage
+	const rusageThread = 1 // RUSAGE_THREAD
+	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
