@@ -104,29 +104,23 @@ func TestE2EClusterWebCluster(t *testing.T) {
 			t.Errorf("%s reads %q, %v; want n1's %q", n, got, err, strings.TrimSpace(page))
 		}
 	}
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: c.Dial}}
+	hc := &http.Client{Transport: &http.Transport{DialContext: c.Dial}}
+	urls := []string{}
 	for _, pn := range b.plan.Nodes {
-		url := "http://" + pn.Address + ":8080/e2e.txt"
-		resp, err := hc.Get(url)
-		if err != nil {
-			t.Errorf("GET %s: %v", url, err)
-			continue
-		}
-		body := new(bytes.Buffer)
-		body.ReadFrom(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || strings.TrimSpace(body.String()) != strings.TrimSpace(page) {
-			t.Errorf("GET %s: %d %q", url, resp.StatusCode, body)
-		}
+		urls = append(urls, "http://"+pn.Address+":8080")
 	}
-	// pound, on its floating address, serves the same page.
+	// pound, on its floating address, serves the same pages.
 	if ip := serviceIP(b, "pound"); ip != "" {
-		if resp, err := hc.Get("http://" + ip + "/e2e.txt"); err != nil {
-			t.Errorf("GET through pound: %v", err)
-		} else {
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				t.Errorf("GET through pound: %d", resp.StatusCode)
+		urls = append(urls, "http://"+ip)
+	}
+	healthz, hasHealthz := imageFile(b, b.plan.Node("n1"), "/var/www/html/healthz")
+	for _, u := range urls {
+		if got, err := httpGet(t.Context(), hc, u+"/e2e.txt"); err != nil || strings.TrimSpace(got) != strings.TrimSpace(page) {
+			t.Errorf("GET %s/e2e.txt = %q, %v; want n1's page", u, got, err)
+		}
+		if hasHealthz {
+			if got, err := httpGet(t.Context(), hc, u+"/healthz"); err != nil || got != healthz {
+				t.Errorf("GET %s/healthz = %q, %v; want %q", u, got, err, healthz)
 			}
 		}
 	}

@@ -225,30 +225,15 @@ func diagnose(ctx context.Context, vm *boot.VM) string {
 	return "the guest's own view:\n" + string(out)
 }
 
-func waitHTTP(ctx context.Context, url string) (string, error) {
-	var last error
-	for {
-		body, err := httpGet(ctx, url)
-		if err == nil {
-			return body, nil
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("%w (last try: %v)", ctx.Err(), last)
-		case <-time.After(3 * time.Second):
-		}
-	}
-}
-
-func httpGet(ctx context.Context, url string) (string, error) {
+// httpGet is the body of a 200 answer to GET url through client.
+func httpGet(ctx context.Context, client *http.Client, url string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return "", err
 	}
