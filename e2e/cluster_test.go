@@ -67,7 +67,7 @@ func TestE2EClusterWebCluster(t *testing.T) {
 	// and the volumes must form whatever the order.
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(t.Context(), formTimeout+5*time.Minute)
-	o, err := cli(ctx, "up", "web-cluster", "--order", "n3,n2,n1", "--stagger", "2m", "--timeout", formTimeout.String())
+	o, err := cli(ctx, "up", "web-cluster", "--order", "n3,n2,n1", "--stagger", "1m", "--timeout", formTimeout.String())
 	cancel()
 	t.Logf("cluster up:\n%s", o)
 	if err != nil {
