@@ -142,9 +142,9 @@ func TestProblems(t *testing.T) {
 		t.Fatalf("a formed cluster has problems: %v", probs)
 	}
 	for _, tt := range []struct {
-		name  string
+		name   string
 		break_ func(*Status)
-		want  string
+		want   string
 	}{
 		{"node down", func(s *Status) { s.Nodes[1].SSH = false }, "n2: not up"},
 		{"failed unit", func(s *Status) { s.Nodes[0].Failed = []FailedUnit{{"var-www.mount", "mount error"}} }, "n1: unit var-www.mount failed: mount error"},
