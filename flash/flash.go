@@ -35,6 +35,8 @@ type Options struct {
 	// beforeVerify runs between the synced write and the read-back (tests
 	// corrupt the target there).
 	beforeVerify func(target string)
+	// afterWrite runs after each buffer written (tests interrupt there).
+	afterWrite func()
 }
 
 // Result is what was written.
@@ -81,12 +83,12 @@ func Flash(ctx context.Context, o Options) (*Result, error) {
 	defer target.Close()
 	res.Device = dev
 	name := o.Target
-	if err := write(ctx, o.Report, target, img, extents); err != nil {
+	if written, err := write(ctx, o.Report, target, img, extents, o.afterWrite); err != nil {
 		target.Sync()
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w: %s is incomplete and will not boot; write it again", err, name)
+		if written == 0 && dev != nil {
+			return nil, fmt.Errorf("%w: nothing was written to %s", err, name)
 		}
-		return nil, err
+		return nil, fmt.Errorf("%w: %s is incomplete and will not boot; write it again", err, name)
 	}
 	if err := target.Sync(); err != nil {
 		return nil, fmt.Errorf("sync %s: %w", name, err)
@@ -226,11 +228,12 @@ func openFile(path string, img *Image) (*os.File, *Device, error) {
 const bufSize = 4 << 20
 
 // write copies each extent from the image to the target, checking the
-// bmap's checksums and recording the source's where there are none.
-func write(ctx context.Context, rep *progress.Reporter, target *os.File, img *Image, extents []extent) error {
+// bmap's checksums and recording the source's where there are none. It
+// returns how much it wrote, also when it fails.
+func write(ctx context.Context, rep *progress.Reporter, target *os.File, img *Image, extents []extent, after func()) (written int64, err error) {
 	src, err := img.open(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer src.Close()
 	m := newMeter(rep, "write "+target.Name(), total(extents))
@@ -239,32 +242,35 @@ func write(ctx context.Context, rep *progress.Reporter, target *os.File, img *Im
 		e := &extents[i]
 		r, err := src.section(e.Extent)
 		if err != nil {
-			return m.fail(err)
+			return m.done, m.fail(err)
 		}
 		h := sha256.New()
 		for off := e.Off; off < e.End(); {
 			if err := ctx.Err(); err != nil {
-				return m.fail(fmt.Errorf("interrupted after %s of %s", compress.HumanSize(m.done), compress.HumanSize(m.total)))
+				return m.done, m.fail(fmt.Errorf("interrupted after %s of %s", compress.HumanSize(m.done), compress.HumanSize(m.total)))
 			}
 			p := buf[:min(int64(len(buf)), e.End()-off)]
 			if _, err := io.ReadFull(r, p); err != nil {
-				return m.fail(fmt.Errorf("read %s at %d: %w", img.Path, off, err))
+				return m.done, m.fail(fmt.Errorf("read %s at %d: %w", img.Path, off, err))
 			}
 			h.Write(p)
 			if _, err := target.WriteAt(p, off); err != nil {
-				return m.fail(fmt.Errorf("write %s at %d: %w", target.Name(), off, err))
+				return m.done, m.fail(fmt.Errorf("write %s at %d: %w", target.Name(), off, err))
 			}
 			off += int64(len(p))
 			m.add(int64(len(p)))
+			if after != nil {
+				after()
+			}
 		}
 		sum := hex.EncodeToString(h.Sum(nil))
 		if e.sum != "" && e.sum != sum {
-			return m.fail(fmt.Errorf("%s does not match its bmap at %s: the image or the bmap is corrupt", img.Path, span(e.Extent)))
+			return m.done, m.fail(fmt.Errorf("%s does not match its bmap at %s: the image or the bmap is corrupt", img.Path, span(e.Extent)))
 		}
 		e.sum = sum
 	}
 	m.finish()
-	return nil
+	return m.done, nil
 }
 
 // dropCache makes the read-back come from the device: the written pages

@@ -142,15 +142,30 @@ func TestImageNotMatchingBmap(t *testing.T) {
 	}
 }
 
+// TestInterrupted stops a write to a loop device after its first 4 MiB,
+// as Ctrl-C does: the device is reported incomplete.
 func TestInterrupted(t *testing.T) {
 	dir := t.TempDir()
 	img := testImage(t, dir, 32*miB)
+	os.Remove(img + ".bmap") // every byte: more than one buffer
+	dev, _ := loopDevice(t, 32*miB, 0)
 	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
+	defer cancel()
+	o := Options{Image: img, Target: dev, Force: true, Yes: true, afterWrite: cancel}
+	_, err := Flash(ctx, o)
+	if err == nil || !strings.Contains(err.Error(), "interrupted after 4.0 MiB of 32.0 MiB: "+dev+" is incomplete") {
+		t.Errorf("err = %v, want the device reported incomplete", err)
+	}
+	// Interrupted before the first byte: the device is as it was.
+	_, err = Flash(ctx, Options{Image: img, Target: dev, Force: true, Yes: true})
+	if err == nil || !strings.Contains(err.Error(), "nothing was written to "+dev) {
+		t.Errorf("err = %v, want nothing written", err)
+	}
+	// A file was already cut to the image's size: incomplete too.
 	out := filepath.Join(dir, "out")
-	_, err := Flash(ctx, Options{Image: img, Target: out})
+	_, err = Flash(ctx, Options{Image: img, Target: out})
 	if err == nil || !strings.Contains(err.Error(), out+" is incomplete") {
-		t.Errorf("err = %v, want the target reported incomplete", err)
+		t.Errorf("err = %v, want the file reported incomplete", err)
 	}
 }
 

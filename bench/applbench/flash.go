@@ -13,6 +13,7 @@ import (
 // `applbuild flash`, with its bmap (only the data blocks) and without
 // (every byte), each then read back and verified.
 type flashResults struct {
+	What   string // "n1's root image"
 	Image  fileSize
 	Mapped int64 // bytes the bmap maps
 	Bmap   []*sample
@@ -21,7 +22,7 @@ type flashResults struct {
 
 // benchFlash measures `applbuild flash` of img (hard-linked into work, a
 // bmap made beside it) into a file in work, alternating the two ways.
-func benchFlash(ctx context.Context, r *runner, bin, img, work string, runs int) (*flashResults, error) {
+func benchFlash(ctx context.Context, r *runner, bin, what, img, work string, runs int) (*flashResults, error) {
 	dir := filepath.Join(work, "flash")
 	bare := filepath.Join(dir, "bare")
 	if err := os.MkdirAll(bare, 0o755); err != nil {
@@ -46,7 +47,7 @@ func benchFlash(ctx context.Context, r *runner, bin, img, work string, runs int)
 	if err := os.WriteFile(withBmap+".bmap", m.Marshal(), 0o644); err != nil {
 		return nil, err
 	}
-	res := &flashResults{Mapped: m.MappedBytes()}
+	res := &flashResults{What: what, Mapped: m.MappedBytes()}
 	if res.Image, err = sizeOf(img); err != nil {
 		return nil, err
 	}
@@ -85,10 +86,10 @@ func flashReport(f *flashResults) string {
 		return ""
 	}
 	s := fmt.Sprintf("## Flash: a root image into a file\n\n"+
-		"`applbuild flash` of n1's root image (%s apparent, %s of data) into a file, with the bmap beside it "+
+		"`applbuild flash` of %s (%s apparent, %s of data) into a file, with the bmap beside it "+
 		"(%s mapped: only those are written) and without one (every byte, holes as zeros); "+
 		"each run writes, syncs, drops the written pages from the page cache and reads every written range back.\n\n"+
-		"| flash | wall | written |\n|---|---|---|\n", size(f.Image.Apparent), size(f.Image.Data), size(f.Mapped))
+		"| flash | wall | written |\n|---|---|---|\n", f.What, size(f.Image.Apparent), size(f.Image.Data), size(f.Mapped))
 	s += fmt.Sprintf("| with bmap | %s | %s |\n", secs(of(f.Bmap, wall)), bytesCell(of(f.Bmap, written)))
 	s += fmt.Sprintf("| without bmap | %s | %s |\n\n", secs(of(f.Full, wall)), bytesCell(of(f.Full, written)))
 	s += fmt.Sprintf("Without the bmap it takes %s as long.\n\n", ratio(median(of(f.Full, wall)), median(of(f.Bmap, wall))))
@@ -119,7 +120,7 @@ func flashOnly(args []string) error {
 		return err
 	}
 	r := &runner{ctx: context.Background(), logs: logs, tmp: work}
-	f, err := benchFlash(r.ctx, r, bin, args[1], work, runs)
+	f, err := benchFlash(r.ctx, r, bin, filepath.Base(args[1]), args[1], work, runs)
 	if err != nil {
 		return err
 	}

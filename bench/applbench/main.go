@@ -567,7 +567,7 @@ func bench(ctx context.Context, c config) (err error) {
 	}
 
 	// 7. Flash: n1's root image into a file, with and without its bmap.
-	if res.Flash, err = benchFlash(ctx, r, c.bin, filepath.Join(outDir, res.Nodes[0], "disk.img"), work, c.runs); err != nil {
+	if res.Flash, err = benchFlash(ctx, r, c.bin, res.Nodes[0]+"'s root image", filepath.Join(outDir, res.Nodes[0], "disk.img"), work, c.runs); err != nil {
 		return err
 	}
 
