@@ -566,8 +566,10 @@ func bench(ctx context.Context, c config) (err error) {
 		return err
 	}
 
-	// 7. Flash: n1's root image into a file, with and without its bmap.
-	if res.Flash, err = benchFlash(ctx, r, c.bin, res.Nodes[0]+"'s root image", filepath.Join(outDir, res.Nodes[0], "disk.img"), work, c.runs); err != nil {
+	// 7. Flash: n1's root image into a file, with and without its bmap
+	// (from the one-node output: the three-node one is gone by now).
+	n1Img := filepath.Join(n1Out, pl.Personality, "xen", res.Nodes[0], "disk.img")
+	if res.Flash, err = benchFlash(ctx, r, c.bin, res.Nodes[0]+"'s root image", n1Img, work, c.runs); err != nil {
 		return err
 	}
 
