@@ -20,7 +20,8 @@ TEST_DEBS := $(BUILD_DEBS) openssh-client openssh-server sudo iproute2 shellchec
 	pacemaker pacemaker-cli-utils corosync drbd-utils nfs-kernel-server \
 	glusterfs-server glusterfs-client fuse3 rsync monit ifupdown \
 	apache2 libapache2-mod-svn subversion cvs mariadb-server mariadb-client \
-	lvm2 systemd-container dsh base-passwd libxen-dev gcc grub-common time
+	lvm2 systemd-container dsh base-passwd libxen-dev gcc grub-common time \
+	bmap-tools
 E2E_DEBS := $(TEST_DEBS) qemu-system-x86 qemu-utils
 BENCH_DEBS := $(BUILD_DEBS) time xen-tools
 
