@@ -22,13 +22,14 @@ TEST_DEBS := $(BUILD_DEBS) openssh-client openssh-server sudo iproute2 shellchec
 	pacemaker pacemaker-cli-utils corosync drbd-utils nfs-kernel-server \
 	glusterfs-server glusterfs-client fuse3 rsync monit ifupdown \
 	apache2 libapache2-mod-svn subversion cvs mariadb-server mariadb-client \
-	lvm2 systemd-container dsh base-passwd libxen-dev gcc libc6-dev grub-common time
+	lvm2 systemd-container dsh base-passwd libxen-dev gcc libc6-dev grub-common time \
+	bmap-tools
 E2E_DEBS := $(TEST_DEBS) qemu-system-x86 qemu-utils
 BENCH_DEBS := $(BUILD_DEBS) time xen-tools
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.6.1
 
-.PHONY: all build run deps deps-test deps-e2e deps-bench test lint fuzz fuzz-short e2e chaos fresh-check cluster-test bench clean
+.PHONY: all build run deps deps-test deps-e2e deps-bench test lint fuzz fuzz-short e2e chaos fresh-check cluster-test cluster-test-all bench clean
 
 all: build
 
@@ -107,6 +108,10 @@ fresh-check:
 # TCG guests on two cores, so it runs alone (-p 1) and takes most of an hour.
 cluster-test: deps-e2e
 	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 APPLBUILD_CLUSTER=1 $(GO) test -count=1 -p 1 -timeout 75m -v -run 'TestE2ECluster' ./e2e/ 2>&1 | tee cluster-test.log | grep -E '^(\s*--- |PASS|FAIL|ok|panic)|e2e:|cluster_test.go' ; exit $${PIPESTATUS[0]}
+
+# cluster-test and the partition drill (another quarter of an hour).
+cluster-test-all: deps-e2e
+	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 APPLBUILD_CLUSTER=1 APPLBUILD_CLUSTER_ALL=1 $(GO) test -count=1 -p 1 -timeout 100m -v -run 'TestE2ECluster' ./e2e/ 2>&1 | tee cluster-test.log | grep -E '^(\s*--- |PASS|FAIL|ok|panic)|e2e:|cluster_test.go' ; exit $${PIPESTATUS[0]}
 
 bench: deps-bench build
 	./bench/run.sh

@@ -498,7 +498,7 @@ func (pl *Plan) node(s *p.Spec, pfx netip.Prefix, i int, name string) Node {
 	}
 	n.Mounts = append(n.Mounts, Mount{Source: "UUID=" + root.UUID, Target: "/", Type: "ext4", Options: "noatime,errors=remount-ro", Pass: 1})
 	if s.Disks.Swap > 0 {
-		n.Mounts = append(n.Mounts, Mount{Source: "UUID=" + pl.UUID(name+"/swap"), Target: "none", Type: "swap", Options: "sw"})
+		n.Mounts = append(n.Mounts, Mount{Source: "UUID=" + pl.UUID(name+"/swap"), Target: "none", Type: "swap", Options: "sw," + slowDevice})
 	}
 	if len(s.Disks.PVs) > 0 {
 		vg := &VG{Name: strings.ReplaceAll(s.Disks.VG, "{node}", name)}
@@ -524,7 +524,7 @@ func (pl *Plan) fillVG(vg *VG, n *Node) {
 			}
 			lv := LV{Name: v.LV, Size: v.Size, Purpose: LVBrick, FS: "ext4", UUID: pl.UUID(n.Name + "/lv/" + v.LV), Mount: v.Brick}
 			vg.LVs = append(vg.LVs, lv)
-			n.Mounts = append(n.Mounts, Mount{Source: "/dev/" + vg.Name + "/" + lv.Name, Target: v.Brick, Type: "ext4", Options: "defaults,noatime", Pass: 2})
+			n.Mounts = append(n.Mounts, Mount{Source: "/dev/" + vg.Name + "/" + lv.Name, Target: v.Brick, Type: "ext4", Options: "defaults,noatime," + slowDevice, Pass: 2})
 		}
 		for _, v := range pl.Gluster.Volumes {
 			n.Mounts = append(n.Mounts, pl.glusterMount(v, n.Name))
@@ -540,6 +540,13 @@ func (pl *Plan) fillVG(vg *VG, n *Node) {
 		})
 	}
 }
+
+// slowDevice is how long systemd waits for a disk device (an LV the
+// volume group's activation makes, the swap partition) before it gives up
+// on the mount and drops the boot into emergency mode. Its default, 90 s,
+// was measured too short: three nodes booting together under software
+// emulation on a loaded host activated their LVs after more than 90 s.
+const slowDevice = "x-systemd.device-timeout=10min"
 
 // glusterMount is the client mount of a volume. Managed volumes mount from
 // the node itself with the others as volfile servers; legacy ones from the

@@ -253,6 +253,16 @@ func (c *Cluster) Link(ctx context.Context, name string, up bool) error {
 	return setLink(ctx, c.NetNS, n.Tap, up)
 }
 
+// Partition cuts the named node off from the other nodes (cut=true), or
+// joins it again; applbuild still reaches it (see partition).
+func (c *Cluster) Partition(ctx context.Context, name string, cut bool) error {
+	n, err := c.Node(name)
+	if err != nil {
+		return err
+	}
+	return partition(ctx, c.NetNS, n.Tap, n.Address.Addr().String(), c.HostAddr, cut)
+}
+
 // Running reports whether the node's QEMU runs.
 func (n *Node) Running() bool { return nodePID(n) > 0 }
 

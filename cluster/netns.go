@@ -24,6 +24,10 @@ import (
 
 const (
 	bridgeName = "br0"
+	// islandName is a second bridge a partitioned node's tap is moved
+	// to: it is cut off from the other nodes, but not from applbuild,
+	// which keeps a route to the node's own address through it.
+	islandName = "br1"
 	netnsDir   = "/run/netns"
 )
 
@@ -73,6 +77,8 @@ func createNetwork(ctx context.Context, ns, hostAddr string, taps []string) (err
 		{"link", "add", bridgeName, "type", "bridge", "stp_state", "0", "forward_delay", "0"},
 		{"addr", "add", hostAddr, "dev", bridgeName},
 		{"link", "set", bridgeName, "up"},
+		{"link", "add", islandName, "type", "bridge", "stp_state", "0", "forward_delay", "0"},
+		{"link", "set", islandName, "up"},
 	}
 	for _, t := range taps {
 		steps = append(steps,
@@ -108,6 +114,29 @@ func setLink(ctx context.Context, ns, tap string, up bool) error {
 		state = "up"
 	}
 	return run.Run(ctx, "ip", "-n", ns, "link", "set", tap, state)
+}
+
+// partition moves a node's tap to the island bridge (cut=true) or back.
+// The node loses every peer and every floating address the others hold,
+// as with a pulled cable between it and the switch of the others; a /32
+// route through the island keeps applbuild's own way to the node, so a
+// test can watch what the node does alone.
+func partition(ctx context.Context, ns, tap, nodeAddr, hostAddr string, cut bool) error {
+	in := func(args ...string) error {
+		return run.Run(ctx, append([]string{"ip", "-n", ns}, args...)...)
+	}
+	src, _, _ := strings.Cut(hostAddr, "/")
+	if cut {
+		if err := in("link", "set", tap, "master", islandName); err != nil {
+			return err
+		}
+		return in("route", "replace", nodeAddr+"/32", "dev", islandName, "src", src)
+	}
+	if err := in("link", "set", tap, "master", bridgeName); err != nil {
+		return err
+	}
+	_ = in("route", "del", nodeAddr+"/32", "dev", islandName)
+	return nil
 }
 
 // inNetns runs f on an OS thread that has joined the namespace ns. The

@@ -67,7 +67,7 @@ func TestE2EClusterWebCluster(t *testing.T) {
 	// and the volumes must form whatever the order.
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(t.Context(), formTimeout+5*time.Minute)
-	o, err := cli(ctx, "up", "web-cluster", "--order", "n3,n2,n1", "--stagger", "2m", "--timeout", formTimeout.String())
+	o, err := cli(ctx, "up", "web-cluster", "--order", "n3,n2,n1", "--stagger", "1m", "--timeout", formTimeout.String())
 	cancel()
 	t.Logf("cluster up:\n%s", o)
 	if err != nil {
@@ -104,29 +104,23 @@ func TestE2EClusterWebCluster(t *testing.T) {
 			t.Errorf("%s reads %q, %v; want n1's %q", n, got, err, strings.TrimSpace(page))
 		}
 	}
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: c.Dial}}
+	hc := &http.Client{Transport: &http.Transport{DialContext: c.Dial}}
+	urls := []string{}
 	for _, pn := range b.plan.Nodes {
-		url := "http://" + pn.Address + ":8080/e2e.txt"
-		resp, err := hc.Get(url)
-		if err != nil {
-			t.Errorf("GET %s: %v", url, err)
-			continue
-		}
-		body := new(bytes.Buffer)
-		body.ReadFrom(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || strings.TrimSpace(body.String()) != strings.TrimSpace(page) {
-			t.Errorf("GET %s: %d %q", url, resp.StatusCode, body)
-		}
+		urls = append(urls, "http://"+pn.Address+":8080")
 	}
-	// pound, on its floating address, serves the same page.
+	// pound, on its floating address, serves the same pages.
 	if ip := serviceIP(b, "pound"); ip != "" {
-		if resp, err := hc.Get("http://" + ip + "/e2e.txt"); err != nil {
-			t.Errorf("GET through pound: %v", err)
-		} else {
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				t.Errorf("GET through pound: %d", resp.StatusCode)
+		urls = append(urls, "http://"+ip)
+	}
+	healthz, hasHealthz := imageFile(b, b.plan.Node("n1"), "/var/www/html/healthz")
+	for _, u := range urls {
+		if got, err := httpGet(t.Context(), hc, u+"/e2e.txt"); err != nil || strings.TrimSpace(got) != strings.TrimSpace(page) {
+			t.Errorf("GET %s/e2e.txt = %q, %v; want n1's page", u, got, err)
+		}
+		if hasHealthz {
+			if got, err := httpGet(t.Context(), hc, u+"/healthz"); err != nil || got != healthz {
+				t.Errorf("GET %s/healthz = %q, %v; want %q", u, got, err, healthz)
 			}
 		}
 	}
@@ -215,6 +209,104 @@ func TestE2EClusterWebCluster(t *testing.T) {
 	}
 	if got, err := ssh(holder, "cat /var/www/html/e2e.txt"); err != nil || got != strings.TrimSpace(page) {
 		t.Errorf("the rejoined %s reads %q, %v", holder, got, err)
+	}
+
+	if os.Getenv("APPLBUILD_CLUSTER_ALL") != "1" {
+		t.Log("APPLBUILD_CLUSTER_ALL=1 (make cluster-test-all) also runs the partition test")
+		return
+	}
+	partitionTest(t, b, c, ssh, sqlAs)
+}
+
+// partitionTest cuts n1 off from n2 and n3 (not its power) while both
+// sides write: the minority must stop its singletons and refuse GlusterFS
+// writes, the majority keep serving; once joined again, no split-brain
+// entry and no committed write lost.
+func partitionTest(t *testing.T, b *built, c *cluster.Cluster, ssh func(node, cmd string) (string, error), sqlAs string) {
+	const minority = "n1"
+	majority := []string{"n2", "n3"}
+	if err := c.Partition(t.Context(), minority, true); err != nil {
+		t.Fatalf("partition: %v", err)
+	}
+	cut := time.Now()
+	healed := false
+	defer func() {
+		if !healed {
+			_ = c.Partition(context.Background(), minority, false)
+		}
+	}()
+	// The minority's write must fail: client quorum (1 of 3 bricks).
+	if out, err := ssh(minority, "timeout 180 sh -c 'echo minority > /var/www/html/part-minor.txt && sync'"); err == nil {
+		t.Errorf("%s, cut off, wrote to /var/www: %q", minority, out)
+	}
+	// The majority writes, to GlusterFS and to MariaDB.
+	if _, err := ssh(majority[0], "echo majority > /var/www/html/part-major.txt && sync"); err != nil {
+		t.Errorf("%s (majority) cannot write /var/www: %v", majority[0], err)
+	}
+	row := fmt.Sprintf("partition-%d", time.Now().UnixNano())
+	var sqlErr error
+	deadline := time.Now().Add(failoverTimeout)
+	for time.Now().Before(deadline) {
+		if _, sqlErr = ssh(majority[1], sqlAs+` -e "INSERT INTO r VALUES ('`+row+`')"`); sqlErr == nil {
+			break
+		}
+		time.Sleep(10 * time.Second)
+	}
+	if sqlErr != nil {
+		t.Errorf("the majority cannot commit to MariaDB: %v", sqlErr)
+	}
+	// The minority holds no floating address once it has noticed.
+	var vips []string
+	for _, s := range b.plan.Services {
+		if s.IP != "" {
+			vips = append(vips, s.IP)
+		}
+	}
+	var held string
+	for time.Now().Before(deadline) {
+		out, err := ssh(minority, "ip -o -4 addr show")
+		held = ""
+		for _, ip := range vips {
+			if err == nil && strings.Contains(out, " "+ip+"/") {
+				held += " " + ip
+			}
+		}
+		if err == nil && held == "" {
+			t.Logf("e2e: partitioned %s holds no floating address: %s after the cut", minority, time.Since(cut).Round(time.Second))
+			break
+		}
+		time.Sleep(10 * time.Second)
+	}
+	if held != "" {
+		t.Errorf("%s, cut off, still holds%s", minority, held)
+	}
+
+	// Joined again: the cluster forms, nothing is in split brain, and
+	// every write the majority acknowledged is there.
+	if err := c.Partition(t.Context(), minority, false); err != nil {
+		t.Fatalf("heal the partition: %v", err)
+	}
+	healed = true
+	joined := time.Now()
+	rctx, rcancel := context.WithTimeout(t.Context(), rejoinTimeout)
+	_, err := c.Wait(rctx, func(time.Duration, string) {})
+	rcancel()
+	if err != nil {
+		t.Fatalf("after the partition: %v", err)
+	}
+	t.Logf("e2e: cluster formed again after the partition: %s", time.Since(joined).Round(time.Second))
+	out, err := ssh(majority[0], `for v in $(gluster --mode=script volume list); do gluster --mode=script volume heal "$v" info split-brain | awk -v v="$v" '/^Number of entries in split-brain:/ && $NF != 0 {print v": "$NF}'; done`)
+	if err != nil || out != "" {
+		t.Errorf("split brain after the partition: %q, %v", out, err)
+	}
+	if got, err := ssh(minority, "cat /var/www/html/part-major.txt"); err != nil || got != "majority" {
+		t.Errorf("%s reads the majority's file as %q, %v", minority, got, err)
+	}
+	if got, _ := ssh(majority[0], "cat /var/www/html/part-minor.txt 2>/dev/null || true"); got != "" {
+		t.Errorf("the minority's refused write is there: %q", got)
+	}
+	if got, err := ssh(minority, sqlAs+` -N -e "SELECT v FROM r WHERE v='`+row+`'"`); sqlErr == nil && (err != nil || got != row) {
+		t.Errorf("the majority's committed row reads %q, %v from %s", got, err, minority)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -177,13 +178,24 @@ func bootNode(t *testing.T, b *built, name string) {
 		t.Fatalf("%v\n%s", err, diagnose(ctx, vm))
 	}
 	t.Logf("e2e: boot to glusterd active: %s", took.Round(time.Second))
+	// The setup gets to its wait for the first peer soon after.
+	const waiting = "gluster=waiting for glusterd on n2 (gluster peer probe n2)"
+	var status string
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Second) {
+		out, err := vm.SSH(wctx, "grep ^gluster= /var/lib/applbuild/status || true")
+		if status = strings.TrimSpace(string(out)); err == nil && status == waiting {
+			break
+		}
+	}
+	if status != waiting {
+		t.Errorf("gluster setup of a lone node: status %q, want %q\n%s", status, waiting, diagnose(ctx, vm))
+	}
 
 	checks := []struct {
 		name, cmd string
 		check     func(out string) error
 	}{
 		{"gluster setup waits for the peers", "systemctl is-active applbuild-gluster.service || true", equals("activating")},
-		{"its status says for what", "grep ^gluster= /var/lib/applbuild/status", equals("gluster=waiting for glusterd on n2 (gluster peer probe n2)")},
 		{"no service on local copies", "systemctl is-active pacemaker.service apache2.service mariadb.service || true", equals("inactive\ninactive\ninactive")},
 		{"no failed unit", "systemctl --failed --no-legend --plain", equals("")},
 		{"hostname", "hostname", equals(name)},
@@ -222,6 +234,43 @@ func diagnose(ctx context.Context, vm *boot.VM) string {
 		return fmt.Sprintf("(diagnosis over ssh failed: %v)\nconsole:\n%s", err, strings.Join(vm.Tail(boot.TailLines), "\n"))
 	}
 	return "the guest's own view:\n" + string(out)
+}
+
+// httpGet is the body of a 200 answer to GET url through client.
+func httpGet(ctx context.Context, client *http.Client, url string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(b), nil
+}
+
+// imageFile is the overlay's content of path for node n, if it makes one.
+func imageFile(b *built, n *builder.Node, path string) (string, bool) {
+	files, err := overlays.Render(b.plan, n, b.ring)
+	if err != nil {
+		return "", false
+	}
+	for _, f := range files {
+		if f.Path == path && !f.IsDir() && !f.IsLink() {
+			return string(f.Data), true
+		}
+	}
+	return "", false
 }
 
 func diskOf(n *builder.Node, role string) builder.Disk {

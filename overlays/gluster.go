@@ -26,6 +26,12 @@ const (
 	// fail and restart, and Pacemaker would then start on the image's
 	// local directories.
 	glusterTimeout = 0
+	// glusterPingTimeout is network.ping-timeout, in seconds. It bounds
+	// how long the clients of a volume hang when a brick's node dies,
+	// and so every failover of a service on GlusterFS. Long enough that
+	// a node busy under emulation is not dropped (its ping is answered by
+	// glusterfsd's event thread), short enough for a one-minute failover.
+	glusterPingTimeout = 15
 )
 
 func gluster(in Input) ([]File, error) {
@@ -40,7 +46,7 @@ func gluster(in Input) ([]File, error) {
 	}
 	hook, err := tmpl(glusterHook, 0o755, "gluster-setup.sh.tmpl", glusterHookData{
 		Plan: in.Plan, Mode: g.Mode, Managed: g.Mode == p.GlusterManaged,
-		Replica: g.Replica, Allow: g.Allow, Volumes: g.Volumes, Timeout: glusterTimeout,
+		Replica: g.Replica, Allow: g.Allow, Volumes: g.Volumes, Timeout: glusterTimeout, PingTimeout: glusterPingTimeout,
 	})
 	if err != nil {
 		return nil, err
@@ -61,13 +67,14 @@ func gluster(in Input) ([]File, error) {
 }
 
 type glusterHookData struct {
-	Plan    *builder.Plan
-	Mode    string
-	Managed bool
-	Replica int
-	Allow   string
-	Volumes []builder.Volume
-	Timeout int
+	Plan        *builder.Plan
+	Mode        string
+	Managed     bool
+	Replica     int
+	Allow       string
+	Volumes     []builder.Volume
+	Timeout     int
+	PingTimeout int
 }
 
 // glusterRows is the plan's volumes as the seed's volume table: bricks

@@ -245,6 +245,7 @@ func TestGlusterHookSequence(t *testing.T) {
 		`gluster --mode=script volume set global auth.allow `+regexp.QuoteMeta(pl.Gluster.Allow),
 		`gluster --mode=script volume set global cluster.quorum-type auto`,
 		`gluster --mode=script volume set global cluster.server-quorum-type server`,
+		`gluster --mode=script volume set global network.ping-timeout 15`,
 		`gluster --mode=script volume start global`,
 		`gluster --mode=script volume create apache2 replica 3 .*`,
 		`mount -t glusterfs n1:/global .*/applbuild-gluster-vol\..*`,

@@ -357,6 +357,7 @@ func TestSystemFirstbootRunner(t *testing.T) {
 		ok     bool
 		trace  []string
 		inLogs []string
+		status string // the firstboot= line of the status file
 	}{
 		{
 			name:   "all succeed",
@@ -364,6 +365,7 @@ func TestSystemFirstbootRunner(t *testing.T) {
 			ok:     true,
 			trace:  []string{"10-a n2 2 [n1 n2 n3] example.org", "20-b n2 2 [n1 n2 n3] example.org"},
 			inLogs: []string{"10-a: start", "10-a: end, exit 0", "15-off.off: skipped", "all hooks done"},
+			status: "firstboot=done",
 		},
 		{
 			name:   "one fails",
@@ -371,6 +373,7 @@ func TestSystemFirstbootRunner(t *testing.T) {
 			ok:     false,
 			trace:  []string{"10-a n2 2 [n1 n2 n3] example.org", "50-bad n2 2 [n1 n2 n3] example.org"},
 			inLogs: []string{"50-bad: end, exit 3", "50-bad failed: stopping here"},
+			status: "firstboot=failed: 50-bad exited 3",
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -388,6 +391,9 @@ func TestSystemFirstbootRunner(t *testing.T) {
 				if !strings.Contains(out, w) {
 					t.Errorf("log lacks %q:\n%s", w, out)
 				}
+			}
+			if st, _ := os.ReadFile(filepath.Join(root, "var/lib/applbuild/status")); strings.TrimSpace(string(st)) != tt.status {
+				t.Errorf("status file %q, want %q", st, tt.status)
 			}
 			marker := filepath.Join(root, "var/lib/applbuild/firstboot.done")
 			if _, err := os.Stat(marker); (err == nil) != tt.ok {

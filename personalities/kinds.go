@@ -294,3 +294,8 @@ func userName(v string) string {
 	}
 	return ""
 }
+
+// CheckSSHKey says what is wrong with an authorized_keys line as a spec
+// key ("" when nothing): the rule admin.keys values follow, for keys that
+// come from elsewhere (the invoking user's own, say).
+func CheckSSHKey(v string) string { return sshKey(v) }

@@ -61,6 +61,14 @@ func main() {
 		}
 		return
 	}
+	// Hidden: the flash row alone, on a given image: "flash BIN IMG DIR RUNS".
+	if len(os.Args) > 1 && os.Args[1] == "flash" {
+		if err := flashOnly(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "flash:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var c config
 	flag.StringVar(&c.bin, "bin", "bin/applbuild", "the applbuild binary to measure")
 	flag.StringVar(&c.repo, "repo", ".", "the applbuild source tree (for versions and builder/disk/ext4.go)")
@@ -136,6 +144,7 @@ type results struct {
 	BaseRequested int
 	N1Warm        []*sample
 	N1Sizes       map[string]fileSize
+	Flash         *flashResults
 }
 
 // manifest is the part of manifest.json the bench reads.
@@ -554,6 +563,13 @@ func bench(ctx context.Context, c config) (err error) {
 		res.N1Warm = append(res.N1Warm, s)
 	}
 	if res.N1Sizes, _, err = kindSizes(filepath.Join(n1Out, pl.Personality, "xen")); err != nil {
+		return err
+	}
+
+	// 7. Flash: n1's root image into a file, with and without its bmap
+	// (from the one-node output: the three-node one is gone by now).
+	n1Img := filepath.Join(n1Out, pl.Personality, "xen", res.Nodes[0], "disk.img")
+	if res.Flash, err = benchFlash(ctx, r, c.bin, res.Nodes[0]+"'s root image", n1Img, work, c.runs); err != nil {
 		return err
 	}
 

@@ -110,3 +110,18 @@ func TestNonZero(t *testing.T) {
 		t.Errorf("nonZero = %d, want 4096", got)
 	}
 }
+
+func TestFlashReport(t *testing.T) {
+	f := &flashResults{What: "n1's root image", Image: fileSize{Apparent: 2 << 30, Data: 800 << 20}, Mapped: 810 << 20,
+		Bmap: []*sample{{Wall: 10 * time.Second, Written: 810 << 20}},
+		Full: []*sample{{Wall: 30 * time.Second, Written: 2 << 30}}}
+	got := flashReport(f)
+	for _, want := range []string{"## Flash: a root image into a file", "of n1's root image (2.0 GiB", "| with bmap | 10.0 s |", "| without bmap | 30.0 s", "3.00× as long", "810.0 MiB mapped"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("flash report lacks %q:\n%s", want, got)
+		}
+	}
+	if flashReport(nil) != "" {
+		t.Error("a report of no flash run")
+	}
+}

@@ -321,6 +321,8 @@ func writeReport(res *results, path string) error {
 			res.Personality, res.WarmPackages, ratio(median(of(res.N1Warm, wall)), xtW))
 	}
 
+	p("%s", flashReport(res.Flash))
+
 	meaning(&b, res, coldW, floorAW, warmW, floorBW, steps)
 
 	p("\n## Reproduce\n\n    make bench        # or: bench/run.sh [-runs N] [-cold-runs N] [-xt-runs N] [-truly-cold=false] [-xen-tools=false]\n\n")

@@ -70,6 +70,7 @@ to the group --group names.`,
 			if err != nil {
 				return err
 			}
+			defaultAdminKey(g, spec)
 			pl, err := builder.New(spec)
 			if err != nil {
 				return err

@@ -48,7 +48,7 @@ them and removes the namespace, the taps and the overlays.`,
 	}
 	cmd.AddCommand(newClusterUpCmd(g, &out), newClusterStatusCmd(g, load),
 		newClusterSSHCmd(g, load), newClusterKillCmd(g, load), newClusterStartCmd(g, load),
-		newClusterLinkCmd(g, load), newClusterDownCmd(g, &out))
+		newClusterLinkCmd(g, load), newClusterPartitionCmd(g, load), newClusterDownCmd(g, &out))
 	return cmd
 }
 
@@ -310,6 +310,40 @@ func newClusterLinkCmd(g *globals, load func(string) (*cluster.Cluster, error)) 
 			return nil
 		},
 	}
+}
+
+func newClusterPartitionCmd(g *globals, load func(string) (*cluster.Cluster, error)) *cobra.Command {
+	var heal bool
+	cmd := &cobra.Command{
+		Use:   "partition PERSONALITY NODE [--heal]",
+		Short: "Cut a node off from the other nodes (applbuild still reaches it), or join it again",
+		Long: `partition moves the node's port to a switch of its own: it loses its peers
+and the floating addresses the others hold, as with a cable pulled between
+it and their switch, while applbuild (and so "cluster ssh" and "cluster
+status") still reaches it, to watch what it does alone. --heal joins it
+again. "cluster link NODE down" pulls its only cable instead.`,
+		Example: `  applbuild cluster partition web-cluster n1
+  applbuild cluster ssh web-cluster n1 -- crm_mon -1    # the minority's own view
+  applbuild cluster partition web-cluster n1 --heal`,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := load(args[0])
+			if err != nil {
+				return err
+			}
+			if err := c.Partition(cmd.Context(), args[1], !heal); err != nil {
+				return err
+			}
+			state := "cut off from the other nodes"
+			if heal {
+				state = "joined again"
+			}
+			fmt.Fprintf(g.stderr, "%s: %s\n", args[1], state)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&heal, "heal", false, "join the node to the others again")
+	return cmd
 }
 
 func newClusterDownCmd(g *globals, out *string) *cobra.Command {

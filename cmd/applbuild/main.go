@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/applbuild/applbuild/flash"
 	"github.com/applbuild/applbuild/internal/outdir"
 	"github.com/applbuild/applbuild/personalities"
 )
@@ -96,7 +97,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var uerr usageError
 	switch {
 	case errors.As(err, &specErrs), errors.As(err, &uerr), errors.Is(err, personalities.ErrUnknown),
-		errors.Is(err, outdir.ErrRefused):
+		errors.Is(err, outdir.ErrRefused), errors.Is(err, flash.ErrRefused):
 		return exitSpec
 	}
 	return exitError
@@ -154,7 +155,7 @@ extend the embedded ones. A site file and --set change it for your site.`,
 	root.PersistentFlags().StringSliceVar(&g.dirs, "personalities", nil, "extra `DIR` of personality YAML files (searched before the embedded ones)")
 	root.PersistentFlags().StringVar(&g.secret, "secret", "", "site secret `FILE` all generated keys derive from (default ~/.config/applbuild/secret)")
 	root.AddCommand(newListCmd(g), newShowCmd(g), newPlanCmd(g), newRenderCmd(g), newVolfilesCmd(g), newBuildCmd(g), newCacheCmd(g), newBootCmd(g),
-		newClusterCmd(g))
+		newClusterCmd(g), newFlashCmd(g))
 	return root
 }
 

@@ -44,6 +44,10 @@ func NewPlain(w io.Writer) *Reporter {
 	return &Reporter{w: w, width: 80, now: time.Now}
 }
 
+// Terminal reports whether lines are redrawn in place, so that a caller
+// can update as often as it likes there and more sparingly in a log.
+func (r *Reporter) Terminal() bool { return r.tty }
+
 // Discard is a Reporter that writes nothing.
 func Discard() *Reporter { return NewPlain(io.Discard) }
 

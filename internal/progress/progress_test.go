@@ -61,4 +61,7 @@ func TestNotATerminal(t *testing.T) {
 	if _, tty := terminalWidth(&bytes.Buffer{}); tty {
 		t.Error("a buffer is not a terminal")
 	}
+	if New(&bytes.Buffer{}).Terminal() {
+		t.Error("Terminal() of a buffer's reporter")
+	}
 }
