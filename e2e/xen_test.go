@@ -18,6 +18,7 @@ import (
 
 	"github.com/applbuild/applbuild/builder"
 	"github.com/applbuild/applbuild/builder/boot"
+	"github.com/applbuild/applbuild/builder/kernel"
 	"github.com/applbuild/applbuild/internal/keys"
 	"github.com/applbuild/applbuild/internal/run"
 	"github.com/applbuild/applbuild/internal/testenv"
@@ -53,8 +54,35 @@ func TestE2EXenWebCluster(t *testing.T) {
 	testenv.Tools(t, "go", "mmdebstrap", "mke2fs", "debugfs", "tar",
 		"qemu-system-x86_64", "qemu-img", "ssh", "chroot", "unshare", "ip")
 	b := buildWebCluster(t)
+	t.Run("kernel compression", func(t *testing.T) { kernelCompression(t, b, "n1") })
 	t.Run("boot n1", func(t *testing.T) { bootNode(t, b, "n1") })
 	t.Run("configs in the image", func(t *testing.T) { validateInImage(t, b, "n1") })
+}
+
+// kernelCompression reads the kernel out of the node's built root image:
+// trixie's stock kernel is zstd (FACTS), which pvgrub2 cannot load as PV,
+// so the xl config the build wrote must boot it as PVH.
+func kernelCompression(t *testing.T, b *built, node string) {
+	dir := t.TempDir()
+	kernelPath, _, err := boot.Kernel(t.Context(), filepath.Join(b.xenDir, node, "disk.img"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kernel.DetectFile(kernelPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != kernel.Zstd || c.PVGrubLoads() {
+		t.Errorf("the image's kernel is %q (pvgrub2 loads it: %v), want trixie's zstd", c, c.PVGrubLoads())
+	}
+	cfg, err := os.ReadFile(filepath.Join(b.xenDir, node, node+".cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cfg), `type = "pvh"`) {
+		t.Errorf("a %s kernel needs PVH; %s.cfg:\n%s", c, node, cfg)
+	}
+	t.Logf("e2e: %s's kernel is %s; its xl config boots PVH", node, c)
 }
 
 func buildWebCluster(t *testing.T) *built {

@@ -71,8 +71,9 @@ func TestDetect(t *testing.T) {
 }
 
 // TestDetectRealKernels runs the detector on whatever kernels the host has
-// (none in a container: then it says so) and on APPLBUILD_KERNEL, which
-// make e2e points at the trixie kernel of a built rootfs.
+// (none in a container: then it says so) and on APPLBUILD_KERNEL: each
+// must be recognised. The kernel of a built image is checked, with the
+// compression it must have, by the e2e test ("kernel compression").
 func TestDetectRealKernels(t *testing.T) {
 	paths, _ := filepath.Glob("/boot/vmlinuz-*")
 	if k := os.Getenv("APPLBUILD_KERNEL"); k != "" {
@@ -86,6 +87,9 @@ func TestDetectRealKernels(t *testing.T) {
 		if err != nil {
 			t.Errorf("%v", err)
 			continue
+		}
+		if c == "" {
+			t.Errorf("%s: compression not recognised", p)
 		}
 		t.Logf("%s: %s (pvgrub2 loads it: %v)", p, c, c.PVGrubLoads())
 	}
