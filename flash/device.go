@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/applbuild/applbuild/builder/compress"
+	"github.com/applbuild/applbuild/internal/mountinfo"
 )
 
 // MaxSize is the largest device written without Force: a stick or CF card
@@ -265,28 +266,9 @@ func (h Host) mounts() ([]mount, error) {
 		if !ok || len(fields) < 5 || len(rest) < 2 {
 			continue
 		}
-		out = append(out, mount{dev: fields[2], point: unescape(fields[4]), source: unescape(rest[1])})
+		out = append(out, mount{dev: fields[2], point: mountinfo.Unescape(fields[4]), source: mountinfo.Unescape(rest[1])})
 	}
 	return out, sc.Err()
-}
-
-// unescape undoes mountinfo's octal escapes (\040 for a space).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // swaps lists the device numbers ("8:2") of active swap devices.
@@ -299,7 +281,7 @@ func (h Host) swaps() []string {
 			continue
 		}
 		var st unix.Stat_t
-		if unix.Stat(unescape(f[0]), &st) == nil {
+		if unix.Stat(mountinfo.Unescape(f[0]), &st) == nil {
 			out = append(out, fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev)))
 		}
 	}

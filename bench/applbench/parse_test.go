@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/applbuild/applbuild/internal/mountinfo"
 )
 
 func lines(texts ...string) []line {
@@ -67,8 +69,8 @@ func TestMedian(t *testing.T) {
 }
 
 func TestUnescapeMount(t *testing.T) {
-	if got := unescapeMount(`/var/tmp/a\040b`); got != "/var/tmp/a b" {
-		t.Errorf("unescapeMount = %q", got)
+	if got := mountinfo.Unescape(`/var/tmp/a\040b`); got != "/var/tmp/a b" {
+		t.Errorf("mountinfo.Unescape = %q", got)
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/applbuild/applbuild/internal/mountinfo"
 )
 
 // sample is one measured command.
@@ -326,8 +328,8 @@ func cleanup(work string) error {
 		var mnts []string
 		for _, l := range strings.Split(string(b), "\n") {
 			f := strings.Fields(l)
-			if len(f) > 4 && within(unescapeMount(f[4]), work) {
-				mnts = append(mnts, unescapeMount(f[4]))
+			if len(f) > 4 && within(mountinfo.Unescape(f[4]), work) {
+				mnts = append(mnts, mountinfo.Unescape(f[4]))
 			}
 		}
 		// Deepest first.
@@ -346,25 +348,6 @@ func cleanup(work string) error {
 
 func within(p, dir string) bool {
 	return p == dir || strings.HasPrefix(p, dir+"/")
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // linkDebs hard-links every .deb of from into to that to does not have.
