@@ -209,7 +209,7 @@ func TestPacemakerDropIn(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "pacemaker.service.d", "applbuild.conf"), dropIn, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		out, err := combined(ctxFor(t), "systemd-analyze", "verify", filepath.Join(dir, "pacemaker.service"))
+		out, err := combined(ctxFor(t), "systemd-analyze", "verify", "--man=no", filepath.Join(dir, "pacemaker.service"))
 		if err == nil && strings.TrimSpace(out) != "" {
 			err = fmt.Errorf("systemd-analyze verify: %s", out)
 		}
