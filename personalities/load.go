@@ -13,9 +13,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"unicode/utf8"
 
+	"github.com/applbuild/applbuild/internal/regfile"
 	"gopkg.in/yaml.v3"
 )
 
@@ -241,15 +241,11 @@ type readFunc func(string) ([]byte, error)
 // load, and checked by fstat, so a device such as /dev/zero is refused
 // before a byte is read.
 func readRegular(name string) ([]byte, error) {
-	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, fi, err := regfile.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w but %s", errNotRegular, fileType(fi.Mode()))
 	}

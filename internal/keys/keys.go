@@ -20,7 +20,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"syscall"
+
+	"github.com/applbuild/applbuild/internal/regfile"
 )
 
 // Ring derives keys from a master secret.
@@ -138,16 +139,11 @@ func sshString(b, s []byte) []byte {
 // reason) a file that is not a regular file, that its group or others may
 // read or write, or whose content New refuses.
 func Load(path string) ([]byte, error) {
-	// O_NONBLOCK: a FIFO given by mistake is refused below, not waited on.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, fi, err := regfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: %w", path, bad("it is not a regular file (%s)", fi.Mode().Type()))
 	}
