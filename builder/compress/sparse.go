@@ -5,13 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
-)
 
-// lseek(2) whence values for sparse files (Linux).
-const (
-	seekData = 3
-	seekHole = 4
+	"github.com/applbuild/applbuild/builder/disk"
 )
 
 // Extent is the byte range [Off, Off+Len) of a file.
@@ -28,23 +23,13 @@ func (e Extent) End() int64 { return e.Off + e.Len }
 func DataExtents(f *os.File, size int64) ([]Extent, error) {
 	var out []Extent
 	for pos := int64(0); pos < size; {
-		start, err := f.Seek(pos, seekData)
-		switch {
-		case errors.Is(err, syscall.ENXIO): // nothing but a hole after pos
-			return out, nil
-		case errors.Is(err, syscall.EINVAL), errors.Is(err, syscall.EOPNOTSUPP):
-			return append(out, Extent{pos, size - pos}), nil
-		case err != nil:
-			return nil, fmt.Errorf("%s: seek data at %d: %w", f.Name(), pos, err)
+		start, end, err := disk.NextData(f, pos, size)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.Name(), err)
 		}
 		if start >= size {
 			break
 		}
-		end, err := f.Seek(start, seekHole)
-		if err != nil {
-			return nil, fmt.Errorf("%s: seek hole at %d: %w", f.Name(), start, err)
-		}
-		end = min(end, size)
 		out = append(out, Extent{start, end - start})
 		pos = end
 	}

@@ -41,7 +41,7 @@ func CopySparse(ctx context.Context, dst *os.File, dstOff int64, src *os.File, s
 		if err := ctx.Err(); err != nil {
 			return written, err
 		}
-		dataStart, dataEnd, err := nextData(src, pos, end)
+		dataStart, dataEnd, err := NextData(src, pos, end)
 		if err != nil {
 			return written, fmt.Errorf("copy %s: %w", src.Name(), err)
 		}
@@ -78,9 +78,9 @@ func CopySparse(ctx context.Context, dst *os.File, dstOff int64, src *os.File, s
 	return written, nil
 }
 
-// nextData finds the first data region of f at or after pos, clipped to
+// NextData finds the first data region of f at or after pos, clipped to
 // end. Filesystems without SEEK_DATA support report the whole rest as data.
-func nextData(f *os.File, pos, end int64) (start, stop int64, err error) {
+func NextData(f *os.File, pos, end int64) (start, stop int64, err error) {
 	start, err = f.Seek(pos, seekData)
 	if err != nil {
 		if errors.Is(err, syscall.ENXIO) { // no data after pos
