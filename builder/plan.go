@@ -114,21 +114,23 @@ const (
 	RolePV   = "pv"
 )
 
-// Disk is one image file of a node.
+// Disk is one piece of a node's storage, whatever the target: the root
+// filesystem, the swap area, an LVM2 physical volume. Where it lands is the
+// target's layout: an image file of its own on Xen (disk.img, xvda2), a
+// partition of one disk on raw and USB.
 type Disk struct {
-	File   string `json:"file"`   // disk.img, swap.img, sdb1.img, sdb2.img
-	Role   string `json:"role"`   // root, swap, pv
-	Device string `json:"device"` // the Xen virtual device: xvda2, xvda1, xvdb1
-	Size   Size   `json:"size"`
-	FS     string `json:"fs,omitempty"`
-	UUID   string `json:"uuid,omitempty"` // filesystem or swap UUID
-	Label  string `json:"label,omitempty"`
+	Name  string `json:"name"` // root, swap, pv1, pv2: unique in the node
+	Role  string `json:"role"` // root, swap, pv
+	Size  Size   `json:"size"`
+	FS    string `json:"fs,omitempty"`
+	UUID  string `json:"uuid,omitempty"` // filesystem or swap UUID
+	Label string `json:"label,omitempty"`
 }
 
 // VG is the node's LVM2 volume group over its PV disks.
 type VG struct {
 	Name string   `json:"name"`
-	PVs  []string `json:"pvs"` // disk files, in order
+	PVs  []string `json:"pvs"` // disk names, in order
 	LVs  []LV     `json:"lvs"`
 }
 
@@ -489,11 +491,11 @@ func (pl *Plan) node(s *p.Spec, pfx netip.Prefix, i int, name string) Node {
 			Name: v.Name, ID: v.ID, Interface: pl.Network.VLANs[j].Interface, Address: a.String(), Prefix: vp.Bits(),
 		})
 	}
-	root := Disk{File: "disk.img", Role: RoleRoot, Device: "xvda2", Size: s.Disks.Root, FS: "ext4",
+	root := Disk{Name: "root", Role: RoleRoot, Size: s.Disks.Root, FS: "ext4",
 		UUID: pl.UUID(name + "/root"), Label: "root"}
 	n.Disks = append(n.Disks, root)
 	if s.Disks.Swap > 0 {
-		n.Disks = append(n.Disks, Disk{File: "swap.img", Role: RoleSwap, Device: "xvda1", Size: s.Disks.Swap,
+		n.Disks = append(n.Disks, Disk{Name: "swap", Role: RoleSwap, Size: s.Disks.Swap,
 			UUID: pl.UUID(name + "/swap"), Label: "swap"})
 	}
 	n.Mounts = append(n.Mounts, Mount{Source: "UUID=" + root.UUID, Target: "/", Type: "ext4", Options: "noatime,errors=remount-ro", Pass: 1})
@@ -503,9 +505,9 @@ func (pl *Plan) node(s *p.Spec, pfx netip.Prefix, i int, name string) Node {
 	if len(s.Disks.PVs) > 0 {
 		vg := &VG{Name: strings.ReplaceAll(s.Disks.VG, "{node}", name)}
 		for j, size := range s.Disks.PVs {
-			file := fmt.Sprintf("sdb%d.img", j+1)
-			n.Disks = append(n.Disks, Disk{File: file, Role: RolePV, Device: fmt.Sprintf("xvdb%d", j+1), Size: size})
-			vg.PVs = append(vg.PVs, file)
+			name := fmt.Sprintf("pv%d", j+1)
+			n.Disks = append(n.Disks, Disk{Name: name, Role: RolePV, Size: size})
+			vg.PVs = append(vg.PVs, name)
 		}
 		pl.fillVG(vg, &n)
 		n.VG = vg

@@ -78,9 +78,9 @@ func TestWebClusterPlan(t *testing.T) {
 	}
 	var files []string
 	for _, d := range n1.Disks {
-		files = append(files, d.File+"="+d.Size.String())
+		files = append(files, d.Name+"="+d.Size.String())
 	}
-	if got := strings.Join(files, " "); got != "disk.img=2G swap.img=128M sdb1.img=2G sdb2.img=2G" {
+	if got := strings.Join(files, " "); got != "root=2G swap=128M pv1=2G pv2=2G" {
 		t.Errorf("disks = %s", got)
 	}
 	if n1.VG == nil || n1.VG.Name != "n1_vg0" || len(n1.VG.LVs) != 10 {

@@ -50,6 +50,7 @@ type config struct {
 	runs, coldRuns      int
 	xtRuns              int
 	trulyCold, xenTools bool
+	physical            string
 }
 
 func main() {
@@ -69,6 +70,14 @@ func main() {
 		}
 		return
 	}
+	// Hidden: the physical rows alone: "physical BIN REPO DIR PERSONALITY RUNS".
+	if len(os.Args) > 1 && os.Args[1] == "physical" {
+		if err := physicalOnly(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "physical:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var c config
 	flag.StringVar(&c.bin, "bin", "bin/applbuild", "the applbuild binary to measure")
 	flag.StringVar(&c.repo, "repo", ".", "the applbuild source tree (for versions and builder/disk/ext4.go)")
@@ -81,6 +90,7 @@ func main() {
 	flag.IntVar(&c.xtRuns, "xt-runs", 2, "repetitions of xen-create-image and of applbuild's cold one-node build")
 	flag.BoolVar(&c.trulyCold, "truly-cold", true, "also build once with no .debs at all (always done when the pool is empty)")
 	flag.BoolVar(&c.xenTools, "xen-tools", true, "measure xen-create-image")
+	flag.StringVar(&c.physical, "physical", "scm", "the one-node personality measured as a raw disk and a stick (\"\": none)")
 	from := flag.String("from", "", "write the report from a results.json a run saved, measuring nothing")
 	flag.Parse()
 	if *from != "" {
@@ -145,6 +155,7 @@ type results struct {
 	N1Warm        []*sample
 	N1Sizes       map[string]fileSize
 	Flash         *flashResults
+	Physical      *physResults
 }
 
 // manifest is the part of manifest.json the bench reads.
@@ -571,6 +582,19 @@ func bench(ctx context.Context, c config) (err error) {
 	n1Img := filepath.Join(n1Out, pl.Personality, "xen", res.Nodes[0], "disk.img")
 	if res.Flash, err = benchFlash(ctx, r, c.bin, res.Nodes[0]+"'s root image", n1Img, work, c.runs); err != nil {
 		return err
+	}
+
+	// 8. The physical targets: one personality as a raw disk and a stick.
+	if c.physical != "" {
+		pconf := filepath.Join(work, "physical-mke2fs.conf")
+		if err := os.WriteFile(pconf, []byte(conf), 0o644); err != nil {
+			return err
+		}
+		if res.Physical, err = benchPhysical(physEnv{r: r, bin: c.bin, work: work, confPath: pconf,
+			epoch: req.SourceDateEpoch, runs: min(c.runs, 2),
+			seed: func(cache string) error { return freshCache(cache, true) }, harvest: harvest}, c.physical); err != nil {
+			return err
+		}
 	}
 
 	res.PoolAfter = countDebs(pool)

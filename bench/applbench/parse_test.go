@@ -127,3 +127,21 @@ func TestFlashReport(t *testing.T) {
 		t.Error("a report of no flash run")
 	}
 }
+
+func TestPhysicalReport(t *testing.T) {
+	sec := func(s float64) []*sample { return []*sample{{Wall: time.Duration(s * float64(time.Second))}} }
+	p := &physResults{Personality: "scm", Node: "scm1",
+		RawWarm: sec(30), RawFloor: sec(10), UsbWarm: sec(150), SquashFloor: sec(40), XZFloor: sec(60), XZ6: sec(120),
+		UsbXZ: 330 << 20, XZ6Size: 300 << 20, RawImg: fileSize{Apparent: 2 << 30}}
+	got := physicalReport(p)
+	for _, want := range []string{"## Physical targets: scm", "**3.00×** of its floor", "**1.50×** of its floor",
+		"| raw disk `scm1.img` | 2.0 GiB", "is 330.0 MiB; plain `xz -6` of the same image is 300.0 MiB (ours is 1.10× of it)",
+		"takes 2.00× as long"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("physical report lacks %q:\n%s", want, got)
+		}
+	}
+	if physicalReport(nil) != "" {
+		t.Error("a report of no physical run")
+	}
+}

@@ -322,6 +322,7 @@ func writeReport(res *results, path string) error {
 	}
 
 	p("%s", flashReport(res.Flash))
+	p("%s", physicalReport(res.Physical))
 
 	meaning(&b, res, coldW, floorAW, warmW, floorBW, steps)
 

@@ -32,6 +32,8 @@ import (
 
 	"github.com/applbuild/applbuild/builder"
 	"github.com/applbuild/applbuild/builder/target"
+	"github.com/applbuild/applbuild/builder/target/raw"
+	"github.com/applbuild/applbuild/builder/target/usb"
 	"github.com/applbuild/applbuild/builder/target/xen"
 	"github.com/applbuild/applbuild/internal/keys"
 	"github.com/applbuild/applbuild/internal/outdir"
@@ -46,6 +48,8 @@ import (
 func Targets() map[string]target.Factory {
 	return map[string]target.Factory{
 		xen.Name: xen.New,
+		raw.Name: raw.New,
+		usb.Name: usb.New,
 	}
 }
 
@@ -125,6 +129,9 @@ func Build(ctx context.Context, o Options) (_ *Result, err error) {
 	// 1. Everything that can be wrong with the plan, before any work.
 	st := pr.Start("verify")
 	files := map[string][]overlays.File{}
+	if a, ok := t.(target.Adjuster); ok {
+		a.Adjust(pl)
+	}
 	err = t.Verify(pl)
 	if err == nil {
 		err = checkTools(t, pl, o.Tree == "")
@@ -159,6 +166,9 @@ func Build(ctx context.Context, o Options) (_ *Result, err error) {
 		st = pr.Start("rootfs")
 		req := rootfs.Request{Suite: pl.Suite, Mirror: pl.Mirror, SourceDateEpoch: epoch,
 			Packages: append(slices.Clone(pl.Packages), t.Packages(pl)...)}
+		if s, ok := t.(target.Seeder); ok {
+			req.Files = s.RootfsFiles(pl)
+		}
 		st.Printf("Debian %s, %d packages requested", pl.Suite, len(req.Packages))
 		entry, err = o.Cache.Get(ctx, req, st.Line)
 		st.Done(err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/applbuild/applbuild/builder"
 	"github.com/applbuild/applbuild/overlays"
+	"github.com/applbuild/applbuild/rootfs"
 )
 
 // Target writes a Plan's nodes as artifacts for one kind of machine.
@@ -37,12 +38,33 @@ type Tooled interface {
 	Tools(pl *builder.Plan) []string
 }
 
+// Seeder is a Target that puts configuration into the rootfs before its
+// packages are installed (rootfs.Request.Files), for the packages' own
+// scripts to read: the xen target's initramfs settings, which decide the
+// initrd the kernel's postinst makes.
+type Seeder interface {
+	RootfsFiles(pl *builder.Plan) []rootfs.File
+}
+
 // Options are the command-line choices a target may use.
 type Options struct {
 	// XenDir is where the Xen images will be on the dom0: its
 	// <node>/<file> paths go into the xl configs. "" means where the build
 	// puts them (the output directory, made absolute).
 	XenDir string
+	// Formats are virtual-disk formats (Formats: qcow2, vmdk, vdi) the
+	// raw target also writes each disk in.
+	Formats []string
+	// Size is the usb target's image size in bytes; 0: the smallest
+	// stick that holds it.
+	Size int64
+}
+
+// Adjuster is a Target that changes the plan before anything is built
+// from it: the usb target's root is a squashfs mounted by live-boot, not
+// an fstab line, and a stick gets no swap.
+type Adjuster interface {
+	Adjust(pl *builder.Plan)
 }
 
 // Factory makes a target with its options.

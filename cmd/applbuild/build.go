@@ -16,16 +16,17 @@ import (
 	"github.com/applbuild/applbuild/builder/target"
 	"github.com/applbuild/applbuild/internal/outdir"
 	"github.com/applbuild/applbuild/internal/progress"
+	"github.com/applbuild/applbuild/personalities"
 	"github.com/applbuild/applbuild/rootfs"
 )
 
 func newBuildCmd(g *globals) *cobra.Command {
 	var f specFlags
-	var targetName, out, cacheDir, xenDir, group string
-	var nodes []string
+	var targetName, out, cacheDir, xenDir, group, size string
+	var nodes, formats []string
 	cmd := &cobra.Command{
 		Use:   "build NAME|FILE --target TARGET",
-		Short: "Build every node's images for a target (xen)",
+		Short: "Build every node's images for a target (xen, raw, usb)",
 		Long: `build makes the images of every node of a personality for a target:
 
   OUT/<personality>/<target>/<node>/...   the node's artifacts
@@ -34,6 +35,17 @@ func newBuildCmd(g *globals) *cobra.Command {
 
 For --target xen a node gets disk.img (root ext4), swap.img, sdb1.img and
 sdb2.img (LVM2 PVs with the gluster bricks) and <node>.cfg for xl create.
+
+For --target raw a node gets <node>.img: one GPT disk that boots by BIOS
+and by UEFI, Secure Boot included (Debian's signed shim, GRUB and kernel),
+with its swap, root and LVM2 PVs as partitions; dd it to a disk, or boot it
+in any hypervisor (--format qcow2, vmdk or vdi converts it too). Test it
+with applbuild boot OUT/<personality>/raw/<node>/<node>.img --firmware uefi.
+
+For --target usb a node gets <node>.img, <node>.img.xz, <node>.img.bmap
+and SHA256SUMS: a stick image with a read-only squashfs root (Debian's
+live-boot) and a data partition that takes every write and grows to the
+end of the stick on the first boot. Flash it with applbuild flash.
 
 The Debian tree comes from the rootfs cache (--cache-dir), built with
 mmdebstrap on first use (that needs root and the Debian mirror). Nothing
@@ -49,7 +61,10 @@ password hashes: every file is 0600 in 0700 directories, or 0640 and 0750
 to the group --group names.`,
 		Example: `  applbuild build web-cluster --target xen
   applbuild build web-cluster --target xen --site site.yaml --out /var/tmp/out
-  applbuild build web-cluster --target xen --xen-dir /srv/xen --node n1`,
+  applbuild build web-cluster --target xen --xen-dir /srv/xen --node n1
+  applbuild build scm --target raw
+  applbuild build pound-lb --target raw --format qcow2,vmdk
+  applbuild build pound-lb --target usb --size 4G`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if targetName == "" {
@@ -62,6 +77,20 @@ to the group --group names.`,
 			access, err := outdir.GroupAccess(group)
 			if err != nil {
 				return usageError{err}
+			}
+			var sizeBytes int64
+			if size != "" {
+				if targetName != "usb" {
+					return usageError{fmt.Errorf("--size is for --target usb (the stick's size)")}
+				}
+				sz, err := personalities.ParseSize(size)
+				if err != nil || sz <= 0 || int64(sz)%(1<<20) != 0 {
+					return usageError{fmt.Errorf("--size %q: want a size in whole MiB, such as 4G or 3800M", size)}
+				}
+				sizeBytes = int64(sz)
+			}
+			if len(formats) > 0 && targetName != "raw" {
+				return usageError{fmt.Errorf("--format is for --target raw (a %s build writes its own formats)", targetName)}
 			}
 			if xenDir != "" && !filepath.IsAbs(xenDir) {
 				return usageError{fmt.Errorf("--xen-dir %q: want an absolute path on the dom0", xenDir)}
@@ -91,7 +120,7 @@ to the group --group names.`,
 			}
 			pr := progress.New(g.stderr)
 			res, err := pipeline.Build(cmd.Context(), pipeline.Options{
-				Spec: spec, Plan: pl, Nodes: sel, Target: factory(target.Options{XenDir: xenDir}),
+				Spec: spec, Plan: pl, Nodes: sel, Target: factory(target.Options{XenDir: xenDir, Formats: formats, Size: sizeBytes}),
 				Out: out, Access: access, Ring: ring, Cache: &rootfs.Cache{Dir: cacheDir},
 				Version: version(), Progress: pr,
 			})
@@ -112,6 +141,8 @@ to the group --group names.`,
 	cmd.Flags().StringVarP(&targetName, "target", "t", "", "what to build for: "+strings.Join(pipeline.TargetNames(), ", "))
 	cmd.Flags().StringVarP(&out, "out", "o", "out", "output `DIR`: artifacts go to DIR/<personality>/<target>")
 	cmd.Flags().StringVar(&cacheDir, "cache-dir", "", "rootfs cache `DIR` (default "+rootfs.DefaultDir()+")")
+	cmd.Flags().StringVar(&size, "size", "", "the stick's `SIZE` for --target usb (default: the smallest stick that holds the image)")
+	cmd.Flags().StringSliceVar(&formats, "format", nil, "also write each raw disk as `FORMAT`: qcow2, vmdk or vdi (repeatable, or comma-separated; converted by qemu-img)")
 	cmd.Flags().StringVar(&xenDir, "xen-dir", "", "where the images will be on the dom0 (`DIR`/<node>/disk.img) for the xl configs (default: the output directory)")
 	cmd.Flags().StringSliceVar(&nodes, "node", nil, "build only these `NODES` (default: all)")
 	cmd.Flags().StringVar(&group, "group", "", "let this `GROUP` read the artifacts too (0640 in 0750 instead of 0600 in 0700)")

@@ -55,7 +55,7 @@ func printPlan(out io.Writer, pl *builder.Plan) error {
 	for _, n := range pl.Nodes {
 		var disks []string
 		for _, d := range n.Disks {
-			disks = append(disks, fmt.Sprintf("%s %s", d.File, d.Size))
+			disks = append(disks, fmt.Sprintf("%s %s", d.Name, d.Size))
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s (needs %s)\t%s\n", n.FQDN, n.Address, n.MAC, n.Memory, n.MemoryNeeded.Human(), strings.Join(disks, ", "))
 	}

@@ -36,9 +36,9 @@ func Config(pl *builder.Plan, n *builder.Node, dir string) []byte {
 	w("# One image file per disk, each a whole virtual disk without a partition")
 	w("# table: the root filesystem, swap, and the LVM2 physical volumes.")
 	w("disk = [")
-	for _, d := range n.Disks {
+	for _, im := range Layout(n).Images {
 		// target= goes last: xl takes the rest of the spec as the path.
-		w("    'format=raw, vdev=%s, access=rw, target=%s',", d.Device, path.Join(dir, d.File))
+		w("    'format=raw, vdev=%s, access=rw, target=%s',", im.Device, path.Join(dir, im.File))
 	}
 	w("]")
 	w("")
@@ -78,7 +78,9 @@ func GrubConfig(pl *builder.Plan, n *builder.Node) []byte {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("# Read by pvgrub2 on the dom0 (Xen %s); written by applbuild.", pl.Xen.Type)
-	w("set timeout=1")
+	// 0, not 1: pvgrub2 (PVH) under Xen 4.17 draws the menu and then never
+	// proceeds with a timeout of 1 (FACTS.md); with 0 it boots at once.
+	w("set timeout=0")
 	w("set default=0")
 	w("")
 	// Single quotes: GRUB expands nothing in them, and the title is the

@@ -23,6 +23,7 @@ import (
 	"github.com/applbuild/applbuild/builder/target"
 	"github.com/applbuild/applbuild/overlays"
 	p "github.com/applbuild/applbuild/personalities"
+	"github.com/applbuild/applbuild/rootfs"
 )
 
 // Name is the target's name on the command line and in output paths.
@@ -64,9 +65,66 @@ func (x *Xen) Name() string { return Name }
 // the boot loader lives on the dom0.
 func (x *Xen) Packages(*builder.Plan) []string { return []string{KernelPackage} }
 
+// Initramfs settings: a Xen guest's initrd holds only the drivers its root
+// needs (Xen's block frontend, and virtio's for the test drives under
+// QEMU) and ext4, not every storage driver of MODULES=most. pvgrub2 reads
+// the initrd through Xen's console-speed block protocol, so its size is
+// boot time: trixie's is 39 MB as "most", and loading it with the kernel
+// took ~750 s under a nested Xen (FACTS). MODULES=dep would look at the
+// build host's hardware instead of the guest's, so the list is explicit.
+// udev in the initramfs loads what the machine has; the kernel asks for
+// ext4 when it mounts the root.
+var initramfsModules = []string{"xen-blkfront", "virtio_pci", "virtio_blk", "ext4", "crc32c_generic"}
+
+// Paths of the initramfs settings in the rootfs (owned by no package).
+const (
+	InitramfsConf = "/etc/initramfs-tools/conf.d/applbuild-xen.conf"
+	InitramfsHook = "/etc/initramfs-tools/hooks/applbuild-xen"
+)
+
+// RootfsFiles implements target.Seeder: the initramfs settings above,
+// there before the kernel's postinst makes the initrd, and kept for every
+// initrd the image makes later (a kernel update on the node).
+func (x *Xen) RootfsFiles(*builder.Plan) []rootfs.File {
+	return []rootfs.File{
+		{Path: InitramfsConf, Content: "# applbuild's xen target: only the modules " + InitramfsHook + " adds.\nMODULES=list\n"},
+		{Path: InitramfsHook, Executable: true, Content: `#!/bin/sh
+# applbuild's xen target: the drivers a Xen guest's root needs (and
+# virtio's, for a test drive under QEMU); udev loads the ones present.
+PREREQ=""
+prereqs() { echo "$PREREQ"; }
+case "$1" in prereqs) prereqs; exit 0 ;; esac
+. /usr/share/initramfs-tools/hook-functions
+manual_add_modules ` + strings.Join(initramfsModules, " ") + "\n"},
+	}
+}
+
 // Tools implements target.Tooled: the file systems are made by mke2fs;
 // LVM2, swap and the configs are written in Go.
 func (x *Xen) Tools(*builder.Plan) []string { return []string{"mke2fs"} }
+
+// Layout is where the Xen target puts a node's disks: each its own image
+// file, a whole virtual disk without a partition table, under the names
+// and devices the seed's xen-tools gave them (disk.img as xvda2, swap.img
+// as xvda1, the PVs sdb1.img, sdb2.img as xvdb1, xvdb2).
+func Layout(n *builder.Node) target.Layout {
+	var l target.Layout
+	pv := 0
+	for _, d := range n.Disks {
+		var file, dev string
+		switch d.Role {
+		case builder.RoleRoot:
+			file, dev = "disk.img", "xvda2"
+		case builder.RoleSwap:
+			file, dev = "swap.img", "xvda1"
+		default:
+			pv++
+			file, dev = fmt.Sprintf("sdb%d.img", pv), fmt.Sprintf("xvdb%d", pv)
+		}
+		l.Images = append(l.Images, target.Image{File: file, Size: int64(d.Size), Piece: d.Name, Device: dev})
+	}
+	return l
+}
 
 var vdevRE = regexp.MustCompile(`^xvd[a-z]{1,2}[0-9]{0,2}$`)
 
@@ -127,21 +185,20 @@ func (x *Xen) Verify(pl *builder.Plan) error {
 				bad(n.Name, "VLAN %q holds a control character", v.Name)
 			}
 		}
-		roots, devs, files := 0, map[string]bool{}, map[string]bool{}
+		roots, names := 0, map[string]bool{}
 		for _, d := range n.Disks {
 			if d.Role == builder.RoleRoot {
 				roots++
 			}
-			if !vdevRE.MatchString(d.Device) {
-				bad(n.Name, "disk %s: device %q is not a Xen virtual disk name (xvda2, xvdb1, ...)", d.File, d.Device)
+			if names[d.Name] {
+				bad(n.Name, "disk name %q used twice", d.Name)
 			}
-			if devs[d.Device] {
-				bad(n.Name, "device %s used by two disks", d.Device)
+			names[d.Name] = true
+		}
+		for _, im := range Layout(n).Images {
+			if !vdevRE.MatchString(im.Device) {
+				bad(n.Name, "disk %s: device %q is not a Xen virtual disk name (xvda2, xvdb1, ...): at most 99 PVs", im.File, im.Device)
 			}
-			if files[d.File] || d.File != path.Base(d.File) || d.File == n.Name+".cfg" {
-				bad(n.Name, "disk file name %q is reused or not a plain name", d.File)
-			}
-			devs[d.Device], files[d.File] = true, true
 		}
 		if roots != 1 {
 			bad(n.Name, "%d root disks, want 1", roots)
@@ -212,10 +269,10 @@ func (x *Xen) Files(pl *builder.Plan, n *builder.Node) ([]overlays.File, error) 
 
 // Write implements target.Target: the node's disk images and its xl config.
 func (x *Xen) Write(ctx context.Context, in target.Input) error {
-	total := target.DiskSteps(in.Node) + 1
+	total := target.LayoutSteps(in.Node, Layout(in.Node)) + 1
 	disks := in
 	disks.Step = func(done, _ int, what string) { in.Step(done, total, what) }
-	if err := target.WriteDisks(ctx, disks); err != nil {
+	if err := target.WriteLayout(ctx, disks, Layout(in.Node), nil); err != nil {
 		return err
 	}
 	in.Step(total, total, "xl config "+in.Node.Name+".cfg")

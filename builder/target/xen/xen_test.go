@@ -5,52 +5,32 @@ import (
 	"encoding/binary"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/applbuild/applbuild/builder"
 	"github.com/applbuild/applbuild/builder/target"
+	"github.com/applbuild/applbuild/builder/target/targettest"
 	"github.com/applbuild/applbuild/internal/run"
 	"github.com/applbuild/applbuild/internal/testenv"
 	p "github.com/applbuild/applbuild/personalities"
+	"github.com/applbuild/applbuild/rootfs"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
 func plan(t *testing.T, name string, set ...string) *builder.Plan {
 	t.Helper()
-	s, err := p.Load(name, p.Options{Set: set})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, err := builder.New(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pl
+	return targettest.Plan(t, name, set...)
 }
 
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("%s differs from the golden file (go test -update to accept):\n%s", name, got)
-	}
+	targettest.Golden(t, name, got, *update)
 }
 
 // xlcheck builds testdata/xlcheck.c, Xen's own config parser (libxlutil)
@@ -145,8 +125,12 @@ func TestVerify(t *testing.T) {
 			wants: []string{"node n1: VLAN", "control character"}},
 		{name: "node address with a quote", edit: func(pl *builder.Plan) { pl.Nodes[2].MAC = "00:16:3e:00:00:01', bridge=evil" },
 			wants: []string{"node n3:", "cannot stand in the xl config"}},
-		{name: "bad device", edit: func(pl *builder.Plan) { pl.Nodes[1].Disks[1].Device = "sda1" }, wants: []string{"node n2: disk swap.img: device \"sda1\""}},
-		{name: "device twice", edit: func(pl *builder.Plan) { pl.Nodes[0].Disks[3].Device = "xvdb1" }, wants: []string{"device xvdb1 used by two disks"}},
+		{name: "a hundred PVs", edit: func(pl *builder.Plan) {
+			for i := 3; i <= 100; i++ {
+				pl.Nodes[1].Disks = append(pl.Nodes[1].Disks, builder.Disk{Name: fmt.Sprintf("pv%d", i), Role: builder.RolePV, Size: builder.Size(p.MiB)})
+			}
+		}, wants: []string{"node n2: disk sdb100.img: device \"xvdb100\" is not a Xen virtual disk name"}},
+		{name: "disk name twice", edit: func(pl *builder.Plan) { pl.Nodes[0].Disks[3].Name = "pv1" }, wants: []string{"node n1: disk name \"pv1\" used twice"}},
 		{name: "long brick label", edit: func(pl *builder.Plan) { pl.Nodes[0].VG.LVs[0].Name = "a-very-long-volume-name" },
 			wants: []string{"its ext4 label, at most 16 bytes"}},
 	}
@@ -252,5 +236,37 @@ func TestXenDirQuoted(t *testing.T) {
 	}
 	if err := New(target.Options{XenDir: "/srv/xen"}).Verify(plan(t, "web-cluster")); err != nil {
 		t.Fatalf("Verify(/srv/xen) = %v", err)
+	}
+}
+
+// TestRootfsFiles: the initramfs settings are a valid request, the hook is
+// shell that sh parses, and it adds Xen's block driver; nothing the kernel
+// package owns is overwritten.
+func TestRootfsFiles(t *testing.T) {
+	x := New(target.Options{})
+	files := x.(target.Seeder).RootfsFiles(nil)
+	if _, err := (rootfs.Request{Suite: "trixie", Files: files}).Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	byPath := map[string]rootfs.File{}
+	for _, f := range files {
+		byPath[f.Path] = f
+	}
+	if c := byPath[InitramfsConf]; !strings.Contains(c.Content, "\nMODULES=list\n") || c.Executable {
+		t.Errorf("%s: %+v", InitramfsConf, c)
+	}
+	h := byPath[InitramfsHook]
+	if !h.Executable || !strings.HasPrefix(h.Content, "#!/bin/sh\n") || !strings.Contains(h.Content, "manual_add_modules xen-blkfront ") {
+		t.Errorf("%s: %+v", InitramfsHook, h)
+	}
+	cmd := exec.Command("sh", "-n")
+	cmd.Stdin = strings.NewReader(h.Content)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("sh -n %s: %v\n%s", InitramfsHook, err, out)
+	}
+	// prereqs is how mkinitramfs orders hooks: it must print and exit.
+	out, err := exec.Command("sh", "-c", h.Content, "hook", "prereqs").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("%s prereqs: %q, %v", InitramfsHook, out, err)
 	}
 }
