@@ -53,6 +53,77 @@ type Machine struct {
 	Gateway netip.Addr
 	// SSHKey is a private key root accepts (the cluster's root key).
 	SSHKey []byte
+	// Firmware is how the machine boots: "" starts the kernel read out
+	// of the root filesystem directly (a Xen disk set has no boot loader
+	// of its own); FirmwareBIOS, FirmwareUEFI and FirmwareSecure boot the
+	// first disk through its own boot loader under SeaBIOS, OVMF, or OVMF
+	// with Secure Boot enforced and Microsoft's keys enrolled.
+	Firmware string
+	// root is how debugfs reaches the root filesystem: the root image,
+	// or a disk image with ?offset= of its root partition.
+	root string
+}
+
+// Firmwares.
+const (
+	FirmwareBIOS   = "bios"
+	FirmwareUEFI   = "uefi"
+	FirmwareSecure = "uefi-secure"
+)
+
+// Firmwares lists the values of Machine.Firmware a disk can boot with.
+var Firmwares = []string{FirmwareBIOS, FirmwareUEFI, FirmwareSecure}
+
+// OVMF files (Debian's ovmf): the 4 MiB builds, plain and with Secure
+// Boot, and the variable stores (Microsoft's keys enrolled in ms.fd).
+const (
+	ovmfCode       = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	ovmfSecureCode = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+	ovmfVars       = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	ovmfMSVars     = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
+)
+
+// FirmwareArgs are QEMU's machine type and arguments for m's firmware
+// (none for a direct kernel boot). The firmware's variable store is a
+// copy in dir, made once: a machine started again from the same dir
+// keeps what its boot loader wrote there, as a real one keeps its NVRAM.
+func FirmwareArgs(m Machine, dir string) (machine string, args []string, err error) {
+	machine = "q35"
+	switch m.Firmware {
+	case "", FirmwareBIOS:
+		return machine, nil, nil // SeaBIOS, QEMU's default
+	case FirmwareUEFI, FirmwareSecure:
+	default:
+		return "", nil, fmt.Errorf("boot %s: firmware %q: want %s", m.Name, m.Firmware, strings.Join(Firmwares, ", "))
+	}
+	code, vars := ovmfCode, ovmfVars
+	if m.Firmware == FirmwareSecure {
+		code, vars = ovmfSecureCode, ovmfMSVars
+		// The Secure Boot build keeps its variables in SMM: without it
+		// the guest could rewrite the key database.
+		machine += ",smm=on"
+		args = []string{"-global", "driver=cfi.pflash01,property=secure,value=on"}
+	}
+	for _, f := range []string{code, vars} {
+		if _, err := os.Stat(f); err != nil {
+			return "", nil, fmt.Errorf("boot %s: %s: %w (apt-get install ovmf)", m.Name, f, err)
+		}
+	}
+	own := filepath.Join(dir, "OVMF_VARS-"+m.Firmware+".fd")
+	if _, err := os.Stat(own); errors.Is(err, os.ErrNotExist) {
+		b, err := os.ReadFile(vars)
+		if err != nil {
+			return "", nil, err
+		}
+		if err := os.WriteFile(own, b, 0o600); err != nil {
+			return "", nil, err
+		}
+	} else if err != nil {
+		return "", nil, err
+	}
+	return machine, append(args,
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
+		"-drive", "if=pflash,format=raw,unit=1,file="+own), nil
 }
 
 // Forward is a TCP port of the guest reachable on the host's loopback.
@@ -89,6 +160,26 @@ type Options struct {
 	Console io.Writer
 	// TempDir is where the run's directory is made; "" means os.TempDir.
 	TempDir string
+	// DiskSize, when larger than the first disk, is the size the guest
+	// sees it as (its overlay's): a stick larger than its image.
+	DiskSize int64
+	// Reboot lets a guest reboot keep running (same overlays) instead of
+	// ending QEMU: a power-cut drill resets the guest and waits for it.
+	Reboot bool
+	// Xen, when set, starts the machine as a Xen dom0 (a direct kernel
+	// boot only): QEMU's multiboot loader starts the hypervisor, which
+	// starts the root's kernel and initrd as its dom0. The serial port is
+	// then Xen's, and the kernel's console its hvc0.
+	Xen *Xen
+}
+
+// Xen is a hypervisor to boot a machine under.
+type Xen struct {
+	// Hypervisor is the uncompressed ELF (QEMU's multiboot loader reads
+	// no gzip): Debian's /boot/xen-*.gz, gunzipped.
+	Hypervisor string
+	// Args is the hypervisor's command line (console=com1, dom0_mem=...).
+	Args []string
 }
 
 // Defaults.
@@ -162,9 +253,29 @@ func Start(ctx context.Context, m Machine, o Options) (_ *VM, err error) {
 	}()
 	v := &VM{Machine: m, Dir: dir, ConsoleLog: filepath.Join(dir, "console.log"), ports: map[int]int{}, exited: make(chan struct{})}
 
-	kernel, initrd, err := Kernel(ctx, m.Disks[0], dir)
-	if err != nil {
-		return nil, fmt.Errorf("boot %s: %w", m.Name, err)
+	if m.root == "" {
+		m.root = m.Disks[0]
+	}
+	var bootArgs []string
+	machine := "q35"
+	if m.Firmware == "" {
+		kernel, initrd, err := Kernel(ctx, m.root, dir)
+		if err != nil {
+			return nil, fmt.Errorf("boot %s: %w", m.Name, err)
+		}
+		bootArgs = []string{"-kernel", kernel, "-initrd", initrd, "-append", KernelCommandLine(m, o.KernelArgs)}
+		if o.Xen != nil {
+			bootArgs = xenArgs(o.Xen, kernel, initrd, KernelCommandLine(m, o.KernelArgs))
+		}
+	} else if o.Xen != nil {
+		return nil, fmt.Errorf("boot %s: a Xen host boots its kernel directly, not through %s", m.Name, m.Firmware)
+	} else {
+		if len(o.KernelArgs) > 0 {
+			return nil, fmt.Errorf("boot %s: kernel arguments need a direct kernel boot: the disk's own boot loader (%s) chooses them", m.Name, m.Firmware)
+		}
+		if machine, bootArgs, err = FirmwareArgs(m, dir); err != nil {
+			return nil, err
+		}
 	}
 	var drives []string
 	for i, d := range m.Disks {
@@ -174,7 +285,11 @@ func Start(ctx context.Context, m Machine, o Options) (_ *VM, err error) {
 		}
 		// The overlay takes every write; the image is only read.
 		ov := filepath.Join(dir, fmt.Sprintf("disk%d.qcow2", i))
-		if err := run.Run(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", abs, "-F", "raw", ov); err != nil {
+		argv := []string{"qemu-img", "create", "-q", "-f", "qcow2", "-b", abs, "-F", "raw", ov}
+		if i == 0 && o.DiskSize > 0 {
+			argv = append(argv, strconv.FormatInt(o.DiskSize, 10))
+		}
+		if err := run.Run(ctx, argv...); err != nil {
 			return nil, fmt.Errorf("boot %s: overlay for %s: %w", m.Name, d, err)
 		}
 		drives = append(drives, "-drive", fmt.Sprintf("file=%s,format=qcow2,if=virtio,cache=unsafe,discard=unmap", ov))
@@ -209,19 +324,19 @@ func Start(ctx context.Context, m Machine, o Options) (_ *VM, err error) {
 		nic += ",mac=" + m.MAC
 	}
 	args := []string{
-		"-machine", "q35", "-accel", "tcg", "-cpu", o.CPU,
+		"-machine", machine, "-accel", "tcg", "-cpu", o.CPU,
 		"-m", strconv.FormatInt(o.Memory>>20, 10) + "M", "-smp", strconv.Itoa(o.CPUs),
 		"-nodefaults", "-display", "none", "-no-user-config",
-		// A kernel panic (panic=-1) or a reboot ends QEMU instead of
-		// looping: a test drive is one boot.
-		"-no-reboot",
 		"-chardev", "file,id=s0,path=" + v.ConsoleLog, "-serial", "chardev:s0",
-		"-kernel", kernel, "-initrd", initrd,
-		"-append", KernelCommandLine(m, o.KernelArgs),
 		"-netdev", strings.Join(netdev, ","), "-device", nic,
 		"-device", "virtio-rng-pci",
 	}
-	args = append(args, drives...)
+	args = append(append(args, bootArgs...), drives...)
+	if !o.Reboot {
+		// A kernel panic (panic=-1) or a reboot ends QEMU instead of
+		// looping: a test drive is one boot.
+		args = append(args, "-no-reboot")
+	}
 	cmd := exec.Command(qemu, args...)
 	// Its own process group: Ctrl-C on the terminal reaches applbuild,
 	// which stops QEMU and cleans up, instead of killing QEMU under it.
@@ -241,6 +356,16 @@ func Start(ctx context.Context, m Machine, o Options) (_ *VM, err error) {
 		close(v.exited)
 	}()
 	return v, nil
+}
+
+// xenArgs boots the hypervisor with QEMU's multiboot loader and the
+// kernel and initrd as its modules, the dom0's console on Xen's hvc0.
+func xenArgs(x *Xen, kernel, initrd, cmdline string) []string {
+	cmdline = strings.Replace(cmdline, "console=ttyS0", "console=hvc0", 1)
+	// Multiboot modules are comma-separated, each a file and its command
+	// line; a comma inside one is doubled.
+	mods := strings.ReplaceAll(kernel+" "+cmdline, ",", ",,") + "," + strings.ReplaceAll(initrd, ",", ",,")
+	return []string{"-kernel", x.Hypervisor, "-append", strings.Join(x.Args, " "), "-initrd", mods}
 }
 
 // KernelCommandLine is what the guest's kernel is started with: the
@@ -341,25 +466,46 @@ func (e *BootError) Error() string {
 // how long after Start it was read. It fails with a *BootError when ctx
 // ends or QEMU exits first.
 func (v *VM) WaitConsole(ctx context.Context, re *regexp.Regexp) (string, time.Duration, error) {
+	return v.waitLine(ctx, re, time.Time{}, v.Started)
+}
+
+// WaitConsoleAfter is WaitConsole for a line read after t (the login
+// prompt of the boot after a reset, not the one before it), with how long
+// after t it was read.
+func (v *VM) WaitConsoleAfter(ctx context.Context, re *regexp.Regexp, after time.Time) (string, time.Duration, error) {
+	return v.waitLine(ctx, re, after, after)
+}
+
+// waitLine waits for a console line matching re read after after, and
+// returns it with how long after since it was read.
+func (v *VM) waitLine(ctx context.Context, re *regexp.Regexp, after, since time.Time) (string, time.Duration, error) {
 	from := 0
+	next := func() (line, bool) {
+		for {
+			l, n, ok := v.console.find(re, from)
+			from = n // past every line looked at, matched or not
+			if !ok {
+				return line{}, false
+			}
+			if l.At.After(after) {
+				return l, true
+			}
+		}
+	}
 	t := time.NewTicker(pollEvery)
 	defer t.Stop()
 	for {
-		var (
-			l  line
-			ok bool
-		)
-		if l, from, ok = v.console.find(re, from); ok {
-			return l.Text, l.At.Sub(v.Started), nil
+		if l, ok := next(); ok {
+			return l.Text, l.At.Sub(since), nil
 		}
 		select {
 		case <-ctx.Done():
-			return "", 0, v.bootError(re.String(), fmt.Sprintf("%v after %s", context.Cause(ctx), time.Since(v.Started).Round(time.Second)))
+			return "", 0, v.bootError(re.String(), fmt.Sprintf("%v after %s", context.Cause(ctx), time.Since(since).Round(time.Second)))
 		case <-v.exited:
 			// The log may still hold the line: read it all once more.
 			v.console.close()
-			if l, _, ok = v.console.find(re, from); ok {
-				return l.Text, l.At.Sub(v.Started), nil
+			if l, ok := next(); ok {
+				return l.Text, l.At.Sub(since), nil
 			}
 			return "", 0, v.bootError(re.String(), "QEMU exited ("+v.exitReason()+")")
 		case <-t.C:

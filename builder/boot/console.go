@@ -39,6 +39,10 @@ const maxLines = 20000
 // pollEvery is how often the log file is read; a boot takes minutes.
 const pollEvery = 100 * time.Millisecond
 
+// partialLineAfter is how long an unterminated console line must stay
+// unchanged before it counts as a line (a login prompt never ends).
+const partialLineAfter = 2 * time.Second
+
 func newConsole(path string, out io.Writer) *console {
 	c := &console{path: path, out: out, stop: make(chan struct{}), done: make(chan struct{})}
 	c.cond = sync.NewCond(&c.mu)
@@ -49,9 +53,10 @@ func newConsole(path string, out io.Writer) *console {
 func (c *console) follow() {
 	defer close(c.done)
 	var (
-		f       *os.File
-		pending []byte
-		buf     = make([]byte, 64<<10)
+		f        *os.File
+		pending  []byte
+		buf      = make([]byte, 64<<10)
+		lastData time.Time
 	)
 	defer func() {
 		if f != nil {
@@ -70,6 +75,7 @@ func (c *console) follow() {
 			if n == 0 {
 				return
 			}
+			lastData = time.Now()
 			pending = append(pending, buf[:n]...)
 			for {
 				i := bytes.IndexByte(pending, '\n')
@@ -96,6 +102,12 @@ func (c *console) follow() {
 			return
 		case <-t.C:
 			drain()
+			// A prompt ("scm1 login: ") ends without a newline and waits:
+			// a partial line that has not grown for a while is a line.
+			if len(pending) > 0 && time.Since(lastData) >= partialLineAfter {
+				c.add(string(pending))
+				pending = nil
+			}
 		}
 	}
 }

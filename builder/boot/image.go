@@ -1,6 +1,8 @@
 package boot
 
 import (
+	"github.com/diskfs/go-diskfs/partition/gpt"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -297,46 +299,80 @@ func Discover(ctx context.Context, dir, node string) (Machine, error) {
 			return Machine{}, fmt.Errorf("%s: no node %q (nodes: %s)", dir, node, strings.Join(names, ", "))
 		}
 	}
-	imgs, err := filepath.Glob(filepath.Join(nodeDir, "*.img"))
-	if err != nil {
+	var imgs []string
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() && node == "" {
+		// One disk image (a raw build's OUT/scm/raw/scm1/scm1.img).
+		imgs, nodeDir = []string{dir}, filepath.Dir(dir)
+	} else if imgs, err = filepath.Glob(filepath.Join(nodeDir, "*.img")); err != nil {
 		return Machine{}, err
 	}
 	if len(imgs) == 0 {
-		return Machine{}, fmt.Errorf("%s: no disk images (*.img): is this a node's directory of a Xen build?", nodeDir)
+		return Machine{}, fmt.Errorf("%s: no disk images (*.img): is this a node's directory of a build?", nodeDir)
 	}
 	slices.Sort(imgs)
 	m := Machine{Name: filepath.Base(nodeDir)}
-	// The root disk is the image that holds /etc/fstab; it goes first.
-	root := -1
-	for i, img := range imgs {
-		if _, err := resolveImagePath(ctx, img, "/etc/fstab"); err == nil {
-			root = i
-			break
+	// A partitioned disk (raw, usb) boots through its firmware and its own
+	// boot loader; its root filesystem is the partition of the root type.
+	live := false
+	if len(imgs) == 1 {
+		root, isLive, ok, err := diskRoot(ctx, imgs[0])
+		if err != nil {
+			return Machine{}, err
+		}
+		if ok {
+			m.Disks, m.Firmware, m.root, live = imgs, FirmwareBIOS, root, isLive
 		}
 	}
-	if root < 0 {
-		return Machine{}, fmt.Errorf("%s: no image holds a root filesystem (/etc/fstab)", nodeDir)
+	if m.root == "" {
+		// The root disk is the image that holds /etc/fstab; it goes first.
+		root := -1
+		for i, img := range imgs {
+			if _, err := resolveImagePath(ctx, img, "/etc/fstab"); err == nil {
+				root = i
+				break
+			}
+		}
+		if root < 0 {
+			return Machine{}, fmt.Errorf("%s: no image holds a root filesystem (/etc/fstab)", nodeDir)
+		}
+		m.Disks = append([]string{imgs[root]}, slices.Delete(slices.Clone(imgs), root, root+1)...)
+		m.root = m.Disks[0]
 	}
-	m.Disks = append([]string{imgs[root]}, slices.Delete(slices.Clone(imgs), root, root+1)...)
-	if m.RootUUID, err = ext4UUID(ctx, m.Disks[0]); err != nil {
+	var err error
+	if m.RootUUID, err = ext4UUID(ctx, m.root); err != nil {
 		return Machine{}, err
 	}
-	ifaces, err := readImageFile(ctx, m.Disks[0], "/etc/network/interfaces")
+	read := func(p string) ([]byte, error) { return readImageFile(ctx, m.root, p) }
+	// A stick's root tree is a squashfs file on its live partition: read
+	// what is needed out of a copy of it.
+	if live {
+		files, err := fromSquashfs(ctx, m.root, liveSquashfs, "/etc/network/interfaces", "/etc/hostname", "/root/.ssh/id_ed25519")
+		if err != nil {
+			return Machine{}, err
+		}
+		read = func(p string) ([]byte, error) {
+			if b, ok := files[p]; ok {
+				return b, nil
+			}
+			return nil, fmt.Errorf("%s:%s%s: %w", m.root, liveSquashfs, p, os.ErrNotExist)
+		}
+	}
+	ifaces, err := read("/etc/network/interfaces")
 	if err != nil {
 		return Machine{}, err
 	}
 	lan, err := parseInterfaces(ifaces)
 	if err != nil {
-		return Machine{}, fmt.Errorf("%s:/etc/network/interfaces: %w", m.Disks[0], err)
+		return Machine{}, fmt.Errorf("%s:/etc/network/interfaces: %w", m.root, err)
 	}
 	m.Address, m.Gateway = lan.Address, lan.Gateway
-	if h, err := readImageFile(ctx, m.Disks[0], "/etc/hostname"); err == nil && len(bytes.TrimSpace(h)) > 0 {
+	if h, err := read("/etc/hostname"); err == nil && len(bytes.TrimSpace(h)) > 0 {
 		m.Name = string(bytes.TrimSpace(h))
 	}
-	if g, err := readImageFile(ctx, m.Disks[0], "/boot/grub/grub.cfg"); err == nil {
+	if g, err := read("/boot/grub/grub.cfg"); err == nil {
 		m.CmdLine = grubCmdLine(g)
 	}
-	if key, err := readImageFile(ctx, m.Disks[0], "/root/.ssh/id_ed25519"); err == nil {
+	if key, err := read("/root/.ssh/id_ed25519"); err == nil {
 		m.SSHKey = key
 	}
 	cfgs, _ := filepath.Glob(filepath.Join(nodeDir, "*.cfg"))
@@ -349,6 +385,86 @@ func Discover(ctx context.Context, dir, node string) (Machine, error) {
 		}
 	}
 	return m, nil
+}
+
+// RootImage is how debugfs reaches m's root filesystem: an image file,
+// or a disk image with ?offset= of its root partition.
+func (m Machine) RootImage() string {
+	if m.root == "" && len(m.Disks) > 0 {
+		return m.Disks[0]
+	}
+	return m.root
+}
+
+// rootTypeGUID is the x86-64 root partition type (the Discoverable
+// Partitions Specification), which the raw and usb targets give the root.
+const rootTypeGUID = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
+
+// liveSquashfs is where a stick (the usb target) keeps its root tree, on
+// its live partition.
+const liveSquashfs = "/live/filesystem.squashfs"
+
+// diskRoot finds the root filesystem of a GPT disk image, as debugfs
+// reaches it (img?offset=N): the partition of the root type (raw), or the
+// one whose ext4 holds the live squashfs (usb), then live is true. ok is
+// false when img is no GPT disk at all.
+func diskRoot(ctx context.Context, img string) (root string, live, ok bool, err error) {
+	f, err := os.Open(img)
+	if err != nil {
+		return "", false, false, err
+	}
+	defer f.Close()
+	sig := make([]byte, 8)
+	if _, err := f.ReadAt(sig, 512); err != nil || string(sig) != "EFI PART" {
+		return "", false, false, nil
+	}
+	tbl, err := gpt.Read(f, 512, 512)
+	if err != nil {
+		return "", false, false, fmt.Errorf("%s: GPT: %w", img, err)
+	}
+	at := func(p *gpt.Partition) string { return fmt.Sprintf("%s?offset=%d", img, int64(p.Start)*512) }
+	for _, p := range tbl.Partitions {
+		if strings.EqualFold(string(p.Type), rootTypeGUID) {
+			return at(p), false, true, nil
+		}
+	}
+	for _, p := range tbl.Partitions {
+		if p.Start == 0 {
+			continue
+		}
+		if _, err := resolveImagePath(ctx, at(p), liveSquashfs); err == nil {
+			return at(p), true, true, nil
+		}
+	}
+	return "", false, false, fmt.Errorf("%s: no partition holds a root filesystem or %s", img, liveSquashfs)
+}
+
+// fromSquashfs reads files (absolute paths) out of the squashfs at sq in
+// the ext4 image fs; a file the squashfs lacks is left out.
+func fromSquashfs(ctx context.Context, fs, sq string, files ...string) (map[string][]byte, error) {
+	dir, err := os.MkdirTemp("", "applbuild-squashfs-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	copyPath := filepath.Join(dir, "root.squashfs")
+	if _, err := debugfs(ctx, fs, "dump "+quoteDebugfs(sq)+" "+quoteDebugfs(copyPath)); err != nil {
+		return nil, fmt.Errorf("%s:%s: %w", fs, sq, err)
+	}
+	args := []string{"unsquashfs", "-q", "-no-progress", "-no-xattrs", "-d", filepath.Join(dir, "root"), copyPath}
+	for _, f := range files {
+		args = append(args, strings.TrimPrefix(f, "/"))
+	}
+	if _, err := run.Output(ctx, args...); err != nil {
+		return nil, fmt.Errorf("%s:%s: %w", fs, sq, err)
+	}
+	out := map[string][]byte{}
+	for _, f := range files {
+		if b, err := os.ReadFile(filepath.Join(dir, "root", f)); err == nil {
+			out[f] = b
+		}
+	}
+	return out, nil
 }
 
 // nodeNames lists the subdirectories of dir that hold disk images.

@@ -19,7 +19,7 @@ func (v *VM) SSHArgs(command string) []string {
 	args := []string{"ssh",
 		"-i", v.KeyFile, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
 		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-		"-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20",
+		"-o", "LogLevel=ERROR", "-o", "ConnectTimeout=90",
 		"-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=6",
 		"-p", strconv.Itoa(v.HostPort(22)), "root@127.0.0.1"}
 	if command != "" {
@@ -42,7 +42,10 @@ func (v *VM) SSH(ctx context.Context, command string) ([]byte, error) {
 func (v *VM) WaitSSH(ctx context.Context) (time.Duration, error) {
 	var last error
 	for {
-		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		// A slow guest (a stick's root read through squashfs under
+		// emulation) can take over a minute to send sshd's banner: each
+		// try waits for it rather than giving up and trying again.
+		cctx, cancel := context.WithTimeout(ctx, 120*time.Second)
 		_, err := v.SSH(cctx, "true")
 		cancel()
 		if err == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,15 +25,24 @@ func newBootCmd(g *globals) *cobra.Command {
 		quiet    bool
 		kargs    []string
 		cpu      string
+		firmware string
 	)
 	cmd := &cobra.Command{
-		Use:   "boot DIR --node NODE",
-		Short: "Test-drive one node's Xen disk set under QEMU",
-		Long: `boot starts one node of a Xen build (DIR is OUT/<personality>/xen) under
-QEMU, without Xen: the kernel and initramfs are read out of the node's
-disk.img, every image is attached through a temporary copy-on-write
-overlay (the build output is never written), and the node sits on QEMU's
-user network numbered like its LAN, so its own static address works.
+		Use:   "boot DIR --node NODE | IMAGE [--firmware bios|uefi|uefi-secure]",
+		Short: "Test-drive one node's images under QEMU",
+		Long: `boot starts one node of a build under QEMU.
+
+A Xen disk set (DIR is OUT/<personality>/xen) boots without Xen: the
+kernel and initramfs are read out of the node's disk.img. A raw disk
+(OUT/<personality>/raw/<node>/<node>.img, or its directory) boots through
+its own boot loader, as a physical machine would: --firmware bios
+(SeaBIOS, the default), uefi (OVMF) or uefi-secure (OVMF with Secure Boot
+enforced and Microsoft's keys enrolled: Debian's signed shim, GRUB and
+kernel must verify).
+
+Every image is attached through a temporary copy-on-write overlay (the
+build output is never written), and the node sits on QEMU's user network
+numbered like its LAN, so its own static address works.
 
 The console is printed as the node boots. When the login prompt appears,
 boot prints how to reach the node: its ssh port (root logs in with the
@@ -45,7 +55,8 @@ command on the node over ssh once it is up, prints its output and stops.
 QEMU runs without KVM where there is none: expect minutes to boot.`,
 		Example: `  applbuild boot out/web-cluster/xen --node n1
   applbuild boot out/web-cluster/xen --node n1 --memory 2G --forward 18080:8080
-  applbuild boot out/web-cluster/xen --node n1 --run 'crm_mon -1' --quiet`,
+  applbuild boot out/web-cluster/xen --node n1 --run 'crm_mon -1' --quiet
+  applbuild boot out/scm/raw/scm1/scm1.img --firmware uefi-secure`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -65,11 +76,24 @@ QEMU runs without KVM where there is none: expect minutes to boot.`,
 			if err != nil {
 				return err
 			}
+			if firmware != "" {
+				if m.Firmware == "" {
+					return usageError{fmt.Errorf("--firmware %s: %s is a Xen disk set, which has no boot loader of its own (its dom0's pvgrub2 boots it)", firmware, args[0])}
+				}
+				if !slices.Contains(boot.Firmwares, firmware) {
+					return usageError{fmt.Errorf("--firmware %q: want %s", firmware, strings.Join(boot.Firmwares, ", "))}
+				}
+				m.Firmware = firmware
+			}
 			o := boot.Options{Memory: int64(mem), CPUs: cpus, CPU: cpu, Forwards: fwds, KernelArgs: kargs}
 			if !quiet {
 				o.Console = g.stdout
 			}
-			fmt.Fprintf(g.stderr, "booting %s (%s) from %s under QEMU, %s of memory\n", m.Name, m.Address.Addr(), strings.Join(m.Disks, ", "), memory)
+			how := "its kernel"
+			if m.Firmware != "" {
+				how = m.Firmware + " firmware"
+			}
+			fmt.Fprintf(g.stderr, "booting %s (%s) from %s under QEMU (%s), %s of memory\n", m.Name, m.Address.Addr(), strings.Join(m.Disks, ", "), how, memory)
 			vm, err := boot.Start(ctx, m, o)
 			if err != nil {
 				return err
@@ -117,6 +141,7 @@ QEMU runs without KVM where there is none: expect minutes to boot.`,
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "do not print the console")
 	cmd.Flags().StringArrayVar(&kargs, "kernel-arg", nil, "append `ARG` to the kernel command line (repeatable), e.g. systemd.setenv=APPLBUILD_GLUSTER_TIMEOUT=30")
 	cmd.Flags().StringVar(&cpu, "cpu", boot.DefaultCPU, "QEMU's -cpu `MODEL`")
+	cmd.Flags().StringVar(&firmware, "firmware", "", "boot a raw disk with `FIRMWARE`: bios, uefi or uefi-secure (default bios)")
 	return cmd
 }
 
