@@ -55,6 +55,11 @@ type Cluster struct {
 type Options struct {
 	Memory int64 // per node; 0: the plan's, at least MinMemory
 	CPUs   int   // per node; 0: 1 (a TCG guest per host core is what fits)
+	// Firmware boots a raw or usb build's disks through their own boot
+	// loader under this firmware (boot.Firmwares); "" is SeaBIOS for
+	// them. A Xen disk set has no boot loader QEMU can run: its kernel
+	// is started directly, and a Firmware is refused.
+	Firmware string
 }
 
 // MinMemory is what a node gets at least under QEMU.
@@ -158,6 +163,12 @@ func Prepare(ctx context.Context, out, personality, target string, o Options) (_
 		}
 		if n.MAC == "" {
 			n.MAC = pn.MAC
+		}
+		if o.Firmware != "" {
+			if m.Firmware == "" {
+				return nil, fmt.Errorf("%s: a %s build boots its kernel directly, not through firmware: --firmware is for raw and usb builds", pn.Name, target)
+			}
+			n.Firmware = o.Firmware
 		}
 		c.Nodes = append(c.Nodes, n)
 	}

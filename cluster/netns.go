@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -187,4 +188,52 @@ func (c *Cluster) Dial(ctx context.Context, network, addr string) (net.Conn, err
 		return err
 	})
 	return conn, err
+}
+
+// Listen listens on addr (host:port) inside the cluster's network, as a
+// machine on the cluster's LAN that is not one of its nodes would: the
+// backends a load balancer forwards to, a client a test drives. An IP
+// that is not applbuild's own is added to the bridge first (it goes with
+// the namespace on down). Nodes' and floating addresses are refused: a
+// stand-in must never answer for what the cluster serves.
+func (c *Cluster) Listen(ctx context.Context, addr string) (net.Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	pfx, err := netip.ParsePrefix(c.Plan.Network.Subnet)
+	if err != nil {
+		return nil, fmt.Errorf("plan subnet: %w", err)
+	}
+	if !pfx.Contains(ip) {
+		return nil, fmt.Errorf("listen %s: not on the cluster's LAN %s", addr, pfx)
+	}
+	for _, n := range c.Plan.Nodes {
+		if n.Address == host {
+			return nil, fmt.Errorf("listen %s: that is %s's address", addr, n.Name)
+		}
+	}
+	for _, s := range c.Plan.Services {
+		if s.IP == host {
+			return nil, fmt.Errorf("listen %s: that is %s's floating address", addr, s.Name)
+		}
+	}
+	if own, _, _ := strings.Cut(c.HostAddr, "/"); own != host {
+		out, err := run.Output(ctx, "ip", "-n", c.NetNS, "addr", "replace", host+"/32", "dev", bridgeName)
+		if err != nil {
+			return nil, fmt.Errorf("listen %s: add the address: %w\n%s", addr, err, out)
+		}
+	}
+	var l net.Listener
+	err = inNetns(c.NetNS, func() error {
+		var lc net.ListenConfig
+		var err error
+		l, err = lc.Listen(ctx, "tcp", addr)
+		return err
+	})
+	return l, err
 }

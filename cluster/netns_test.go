@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/applbuild/applbuild/builder"
 	"github.com/applbuild/applbuild/internal/run"
 	"github.com/applbuild/applbuild/internal/testenv"
 )
@@ -85,20 +86,40 @@ func TestNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAndClose(l)
 	if err := dialIn(ns, l.Addr().String(), 5*time.Second); err != nil {
 		t.Errorf("dial %s inside the namespace: %v", l.Addr(), err)
 	}
 	if err := dialIn(ns, "192.168.224.1:9", time.Second); err == nil {
 		t.Error("a dial to a closed port answered")
+	}
+
+	// Listen: a stand-in outside the cluster on an address of its own;
+	// the nodes' and floating addresses and other LANs are refused.
+	c := &Cluster{NetNS: ns, HostAddr: "192.168.224.1/24"}
+	c.Plan.Network.Subnet = "192.168.224.0/24"
+	c.Plan.Nodes = append(c.Plan.Nodes, builder.Node{Name: "n1", Address: "192.168.224.161"})
+	c.Plan.Services = append(c.Plan.Services, builder.Service{Name: "pound", IP: "192.168.224.170"})
+	for addr, want := range map[string]string{
+		"192.168.224.161:80": "n1's address",
+		"192.168.224.170:80": "pound's floating address",
+		"10.0.0.1:80":        "not on the cluster's LAN",
+	} {
+		if _, err := c.Listen(ctx, addr); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Listen(%s) = %v, want %q", addr, err, want)
+		}
+	}
+	sl, err := c.Listen(ctx, "192.168.224.21:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sl.Close()
+	go acceptAndClose(sl)
+	if err := dialIn(ns, sl.Addr().String(), 5*time.Second); err != nil {
+		t.Errorf("dial the stand-in %s: %v", sl.Addr(), err)
+	}
+	if out, _ := run.Output(ctx, "ip", "-o", "addr", "show"); strings.Contains(string(out), "192.168.224.21/") {
+		t.Errorf("the stand-in's address is in the host's namespace:\n%s", out)
 	}
 
 	if err := deleteNetwork(ctx, ns); err != nil {
@@ -109,5 +130,16 @@ func TestNetwork(t *testing.T) {
 	}
 	if err := deleteNetwork(ctx, ns); err != nil {
 		t.Errorf("removing a network that is gone: %v", err)
+	}
+}
+
+// acceptAndClose accepts and closes every connection until l is closed.
+func acceptAndClose(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
 	}
 }

@@ -40,8 +40,14 @@ func prepareNode(ctx context.Context, n *Node) error {
 	if err := os.MkdirAll(n.Dir, 0o700); err != nil {
 		return err
 	}
-	if _, _, err := boot.Kernel(ctx, n.Disks[0], n.Dir); err != nil {
-		return fmt.Errorf("%s: %w", n.Name, err)
+	if n.Firmware == "" {
+		// A Xen disk set: QEMU starts the kernel as pvgrub2 would.
+		if _, _, err := boot.Kernel(ctx, n.Disks[0], n.Dir); err != nil {
+			return fmt.Errorf("%s: %w", n.Name, err)
+		}
+	} else if _, _, err := boot.FirmwareArgs(n.Machine, n.Dir); err != nil {
+		// A raw or usb disk boots through its firmware and boot loader.
+		return err
 	}
 	for i, d := range n.Disks {
 		abs, err := filepath.Abs(d)
@@ -100,18 +106,23 @@ func hasVirtFlag(cpuinfo []byte) bool {
 }
 
 // qemuArgs is the node's QEMU command line.
-func qemuArgs(n *Node) []string {
+func qemuArgs(n *Node) ([]string, error) {
 	f := nodeFiles{n.Dir}
 	acc, cpu := accel()
+	machine, bootArgs, err := boot.FirmwareArgs(n.Machine, n.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if n.Firmware == "" {
+		bootArgs = []string{"-kernel", f.kernel(), "-initrd", f.initrd(), "-append", boot.KernelCommandLine(n.Machine, nil)}
+	}
 	args := []string{
 		"-name", "applbuild-" + n.Name,
-		"-machine", "q35", "-accel", acc, "-cpu", cpu,
+		"-machine", machine, "-accel", acc, "-cpu", cpu,
 		"-m", strconv.FormatInt(n.Memory>>20, 10) + "M", "-smp", strconv.Itoa(n.CPUs),
 		"-nodefaults", "-display", "none", "-no-user-config",
 		"-daemonize", "-pidfile", f.pid(),
 		"-chardev", "file,id=s0,append=on,path=" + f.console(), "-serial", "chardev:s0",
-		"-kernel", f.kernel(), "-initrd", f.initrd(),
-		"-append", boot.KernelCommandLine(n.Machine, nil),
 		"-netdev", "tap,id=n0,ifname=" + n.Tap + ",script=no,downscript=no",
 		"-device", "virtio-net-pci,netdev=n0,mac=" + n.MAC,
 		"-device", "virtio-rng-pci",
@@ -119,10 +130,11 @@ func qemuArgs(n *Node) []string {
 		// self-fencing (SBD) needs. It resets the guest, like a reboot.
 		"-device", "i6300esb", "-action", "watchdog=reset",
 	}
+	args = append(args, bootArgs...)
 	for i := range n.Disks {
 		args = append(args, "-drive", fmt.Sprintf("file=%s,format=qcow2,if=virtio,cache=unsafe,discard=unmap", f.overlay(i)))
 	}
-	return args
+	return args, nil
 }
 
 // startNode boots the node (its overlays keep their state: a node that
@@ -136,7 +148,11 @@ func startNode(ctx context.Context, ns string, n *Node) error {
 		return err
 	}
 	os.Remove(nodeFiles{n.Dir}.pid())
-	argv := append([]string{"ip", "netns", "exec", ns, qemu}, qemuArgs(n)...)
+	args, err := qemuArgs(n)
+	if err != nil {
+		return err
+	}
+	argv := append([]string{"ip", "netns", "exec", ns, qemu}, args...)
 	if err := run.Run(ctx, argv...); err != nil {
 		return fmt.Errorf("start %s: %w", n.Name, err)
 	}

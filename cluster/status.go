@@ -55,7 +55,9 @@ type NodeStatus struct {
 	Failed []FailedUnit `json:"failed,omitempty"`
 	// Mounts are the GlusterFS volumes mounted on the node.
 	Mounts []string `json:"mounts,omitempty"`
-	Error  string   `json:"error,omitempty"`
+	// DRBD is the state of each DRBD resource on the node.
+	DRBD  []DRBDState `json:"drbd,omitempty"`
+	Error string      `json:"error,omitempty"`
 }
 
 // FailedUnit is a failed systemd unit and the first journal line that
@@ -63,6 +65,13 @@ type NodeStatus struct {
 type FailedUnit struct {
 	Unit string `json:"unit"`
 	Line string `json:"line,omitempty"`
+}
+
+// DRBDState is one DRBD resource as its node's drbdadm reports it.
+type DRBDState struct {
+	Resource   string `json:"resource"`
+	Connection string `json:"connection"` // cstate: Connected, SyncSource, WFConnection, …
+	Disk       string `json:"disk"`       // dstate, local/peer: UpToDate/UpToDate, UpToDate/Inconsistent, …
 }
 
 // Volume is a GlusterFS volume as the pool sees it.
@@ -99,10 +108,14 @@ type Status struct {
 	Resources   []Resource   `json:"resources,omitempty"`
 	Endpoints   []Endpoint   `json:"endpoints,omitempty"`
 	Quorate     bool         `json:"quorate"`
+	// Reported: a node answered the cluster report (pool, volumes, CIB).
+	// Without it the pool and Pacemaker fields say nothing, not "none".
+	Reported bool `json:"cluster_reported"`
 }
 
 // nodeReport is what runs on every node: the first-boot status, the
-// failed units with their first error line, and the gluster mounts. It
+// failed units with their first error line, the gluster mounts and each
+// DRBD resource's connection and disk states. It
 // always exits 0 (findmnt finding nothing, crm_mon without a cluster,
 // exit non-zero): a failed ssh then means the node is not reachable.
 const nodeReport = `
@@ -112,6 +125,12 @@ for u in $(systemctl list-units --failed --plain --no-legend --no-pager | awk '{
 	printf '%s\t%s\n' "$u" "$(journalctl -q -u "$u" -p err -n 1 --no-pager -o cat 2>/dev/null | head -n 1)"
 done
 echo '== mounts'; findmnt -rn -t fuse.glusterfs -o TARGET
+echo '== drbd'
+if command -v drbdadm >/dev/null 2>&1; then
+	for r in $(drbdadm sh-resources 2>/dev/null); do
+		printf '%s\t%s\t%s\n' "$r" "$(drbdadm cstate "$r" 2>/dev/null)" "$(drbdadm dstate "$r" 2>/dev/null)"
+	done
+fi
 exit 0
 `
 
@@ -150,6 +169,7 @@ func (c *Cluster) Status(ctx context.Context) *Status {
 		cancel()
 		if err == nil {
 			parseClusterReport(st, out)
+			st.Reported = true
 			break
 		}
 	}
@@ -194,6 +214,11 @@ func (c *Cluster) nodeStatus(ctx context.Context, n *Node) NodeStatus {
 				ns.Failed = append(ns.Failed, FailedUnit{Unit: u, Line: line})
 			case "mounts":
 				ns.Mounts = append(ns.Mounts, l)
+			case "drbd":
+				f := strings.Split(l, "\t")
+				if len(f) == 3 {
+					ns.DRBD = append(ns.DRBD, DRBDState{Resource: f[0], Connection: f[1], Disk: f[2]})
+				}
 			}
 		}
 	}
@@ -359,6 +384,9 @@ func (st *Status) String() string {
 		fmt.Fprintf(&b, "  node %-4s %-15s %-8s", n.Name, n.Address, state)
 		if n.SSH {
 			fmt.Fprintf(&b, " %d gluster mounts", len(n.Mounts))
+			for _, d := range n.DRBD {
+				fmt.Fprintf(&b, ", drbd %s %s %s", d.Resource, d.Connection, d.Disk)
+			}
 			if len(n.Failed) > 0 {
 				fmt.Fprintf(&b, ", failed:")
 				for _, f := range n.Failed {

@@ -2,12 +2,15 @@ package cluster
 
 import (
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/applbuild/applbuild/builder"
+	"github.com/applbuild/applbuild/builder/boot"
 	p "github.com/applbuild/applbuild/personalities"
 )
 
@@ -122,6 +125,7 @@ func testPlan() *builder.Plan {
 			{Name: "mysql", Kind: p.KindSingleton, IP: "192.168.224.170", Port: 3306},
 		},
 		Gluster: &builder.Gluster{Mode: "managed", Volumes: []builder.Volume{{Name: "www", Nodes: []string{"n1", "n2"}}}},
+		DRBD:    []builder.DRBD{{Name: "mysql", Peers: []builder.DRBDPeer{{Node: "n1"}, {Node: "n2"}}}},
 	}
 }
 
@@ -129,14 +133,15 @@ func TestProblems(t *testing.T) {
 	c := &Cluster{Plan: *testPlan()}
 	formed := &Status{
 		Nodes: []NodeStatus{
-			{Name: "n1", SSH: true, Mounts: []string{"/var/www"}},
-			{Name: "n2", SSH: true, Mounts: []string{"/var/www"}},
+			{Name: "n1", SSH: true, Mounts: []string{"/var/www"}, DRBD: []DRBDState{{"mysql", "Connected", "UpToDate/UpToDate"}}},
+			{Name: "n2", SSH: true, Mounts: []string{"/var/www"}, DRBD: []DRBDState{{"mysql", "Connected", "UpToDate/UpToDate"}}},
 		},
 		Peers:     1,
 		Volumes:   []Volume{{Name: "www", Status: "Started", Type: "Replicate", Bricks: 2}},
 		Online:    []string{"n1", "n2"},
 		Resources: []Resource{{ID: "apache2", Nodes: []string{"n1", "n2"}}, {ID: "mysql", Nodes: []string{"n2"}}},
 		Endpoints: []Endpoint{{Service: "mysql", Addr: "192.168.224.170:3306", Answers: true}},
+		Reported:  true,
 	}
 	if probs := c.Problems(formed); len(probs) != 0 {
 		t.Fatalf("a formed cluster has problems: %v", probs)
@@ -159,6 +164,10 @@ func TestProblems(t *testing.T) {
 		{"failed resource", func(s *Status) { s.Resources[1].Failed = true }, "pacemaker: mysql failed"},
 		{"unknown resource", func(s *Status) { s.Resources = s.Resources[:1] }, "pacemaker: mysql not known"},
 		{"no answer", func(s *Status) { s.Endpoints[0].Answers = false }, "mysql: nothing answers on 192.168.224.170:3306"},
+		{"drbd syncing", func(s *Status) { s.Nodes[0].DRBD[0] = DRBDState{"mysql", "SyncSource", "UpToDate/Inconsistent"} },
+			"n1: drbd mysql is SyncSource, UpToDate/Inconsistent; want Connected, UpToDate/UpToDate"},
+		{"drbd down", func(s *Status) { s.Nodes[1].DRBD = nil }, "n2: drbd mysql is not up"},
+		{"no cluster report", func(s *Status) { s.Reported, s.Volumes, s.Peers = false, nil, 0 }, "no node answered the cluster report"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			st := clone(formed)
@@ -166,6 +175,9 @@ func TestProblems(t *testing.T) {
 			probs := c.Problems(st)
 			if !slices.ContainsFunc(probs, func(s string) bool { return strings.Contains(s, tt.want) }) {
 				t.Errorf("problems %q lack %q", probs, tt.want)
+			}
+			if !st.Reported && slices.ContainsFunc(probs, func(s string) bool { return strings.Contains(s, "not created") }) {
+				t.Errorf("without a report, problems claim what the pool lacks: %q", probs)
 			}
 		})
 	}
@@ -176,6 +188,7 @@ func clone(s *Status) *Status {
 	c.Nodes = slices.Clone(s.Nodes)
 	for i := range c.Nodes {
 		c.Nodes[i].Mounts = slices.Clone(s.Nodes[i].Mounts)
+		c.Nodes[i].DRBD = slices.Clone(s.Nodes[i].DRBD)
 	}
 	c.Volumes = slices.Clone(s.Volumes)
 	c.Online = slices.Clone(s.Online)
@@ -268,5 +281,61 @@ func TestReportsExitZero(t *testing.T) {
 		if !strings.Contains(string(out), "== ") {
 			t.Errorf("%s report printed no section:\n%s", name, out)
 		}
+	}
+}
+
+// TestQemuArgsFirmware: a raw or usb node boots through its firmware (no
+// -kernel; OVMF's code read-only and a variable store of its own, kept
+// between two starts), a Xen node's kernel is started directly.
+func TestQemuArgsFirmware(t *testing.T) {
+	dir := t.TempDir()
+	xen := &Node{Machine: boot.Machine{Name: "n1", Disks: []string{"disk.img"}, RootUUID: "u"}, Dir: dir, Tap: "tap-n1", Memory: 1 << 30, CPUs: 1}
+	args, err := qemuArgs(xen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := strings.Join(args, " "); !strings.Contains(a, "-kernel ") || strings.Contains(a, "pflash") {
+		t.Errorf("xen node: %s", a)
+	}
+	for _, fw := range []string{boot.FirmwareBIOS, boot.FirmwareUEFI, boot.FirmwareSecure} {
+		n := *xen
+		n.Firmware = fw
+		n.Dir = filepath.Join(dir, fw)
+		os.Mkdir(n.Dir, 0o700)
+		args, err := qemuArgs(&n)
+		if err != nil {
+			if fw != boot.FirmwareBIOS && os.Getenv("APPLBUILD_REQUIRE") != "1" && strings.Contains(err.Error(), "apt-get install ovmf") {
+				t.Skip(err)
+			}
+			t.Fatal(err)
+		}
+		a := strings.Join(args, " ")
+		if strings.Contains(a, "-kernel") {
+			t.Errorf("%s node starts a kernel: %s", fw, a)
+		}
+		if got := strings.Contains(a, "if=pflash"); got != (fw != boot.FirmwareBIOS) {
+			t.Errorf("%s: pflash %v: %s", fw, got, a)
+		}
+		if got := strings.Contains(a, "q35,smm=on"); got != (fw == boot.FirmwareSecure) {
+			t.Errorf("%s: smm %v: %s", fw, got, a)
+		}
+		if fw == boot.FirmwareBIOS {
+			continue
+		}
+		vars := filepath.Join(n.Dir, "OVMF_VARS-"+fw+".fd")
+		if err := os.WriteFile(vars, []byte("written by the boot loader"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := qemuArgs(&n); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(vars); string(b) != "written by the boot loader" {
+			t.Errorf("%s: a second start replaced the node's variable store", fw)
+		}
+	}
+	bad := *xen
+	bad.Firmware = "coreboot"
+	if _, err := qemuArgs(&bad); err == nil {
+		t.Error("firmware coreboot accepted")
 	}
 }

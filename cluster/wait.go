@@ -28,7 +28,15 @@ func (c *Cluster) Problems(st *Status) []string {
 			out = append(out, fmt.Sprintf("%s: unit %s failed: %s", n.Name, f.Unit, f.Line))
 		}
 	}
-	if g := c.Plan.Gluster; g != nil && g.Mode == "managed" {
+	if !st.Reported {
+		// No node answered within the report's time (a loaded or booting
+		// cluster): what the pool and Pacemaker hold is unknown, which is
+		// not the same as empty.
+		if c.Plan.HA || (c.Plan.Gluster != nil && c.Plan.Gluster.Mode == "managed") {
+			out = append(out, "no node answered the cluster report (gluster pool, CIB) in time")
+		}
+	}
+	if g := c.Plan.Gluster; st.Reported && g != nil && g.Mode == "managed" {
 		if want := len(c.Plan.Nodes) - 1; st.Peers < want {
 			out = append(out, fmt.Sprintf("gluster: %d of %d peers connected", st.Peers, want))
 		}
@@ -56,7 +64,26 @@ func (c *Cluster) Problems(st *Status) []string {
 			}
 		}
 	}
-	if c.Plan.HA {
+	// DRBD: every resource connected with both disks UpToDate. Until the
+	// first sync has finished the peer's copy is Inconsistent, and a
+	// failover then has nothing to promote: not formed.
+	for _, r := range c.Plan.DRBD {
+		for _, peer := range r.Peers {
+			ns, ok := up[peer.Node]
+			if !ok || !ns.SSH {
+				continue
+			}
+			i := slices.IndexFunc(ns.DRBD, func(d DRBDState) bool { return d.Resource == r.Name })
+			switch {
+			case i < 0:
+				out = append(out, fmt.Sprintf("%s: drbd %s is not up", peer.Node, r.Name))
+			case ns.DRBD[i].Connection != "Connected" || ns.DRBD[i].Disk != "UpToDate/UpToDate":
+				out = append(out, fmt.Sprintf("%s: drbd %s is %s, %s; want Connected, UpToDate/UpToDate",
+					peer.Node, r.Name, ns.DRBD[i].Connection, ns.DRBD[i].Disk))
+			}
+		}
+	}
+	if c.Plan.HA && st.Reported {
 		for _, pn := range c.Plan.Nodes {
 			if !slices.Contains(st.Online, pn.Name) {
 				out = append(out, fmt.Sprintf("pacemaker: %s not online", pn.Name))

@@ -47,13 +47,7 @@ func TestE2EClusterWebCluster(t *testing.T) {
 	testenv.Tools(t, "go", "mmdebstrap", "mke2fs", "debugfs", "qemu-system-x86_64", "qemu-img", "ssh", "ip")
 	b := buildWebCluster(t)
 	out := filepath.Dir(filepath.Dir(b.xenDir))
-	cli := func(ctx context.Context, args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, b.bin, append([]string{"cluster"}, append(args, "--out", out)...)...)
-		var buf bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &buf, &buf
-		err := cmd.Run()
-		return buf.String(), err
-	}
+	cli := clusterCLI(b, out)
 	t.Cleanup(func() {
 		if o, err := cli(context.Background(), "down", "web-cluster"); err != nil {
 			t.Errorf("cluster down: %v\n%s", err, o)
@@ -82,16 +76,7 @@ func TestE2EClusterWebCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ssh := func(node, cmd string) (string, error) {
-		n, err := c.Node(node)
-		if err != nil {
-			return "", err
-		}
-		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-		defer cancel()
-		b, err := c.SSH(ctx, n, cmd)
-		return strings.TrimSpace(string(b)), err
-	}
+	ssh := clusterSSH(t, c)
 
 	// What is shared is shared: a page written on n1 is read on n2 and n3
 	// and served by apache on all three.
@@ -308,6 +293,65 @@ func partitionTest(t *testing.T, b *built, c *cluster.Cluster, ssh func(node, cm
 	if got, err := ssh(minority, sqlAs+` -N -e "SELECT v FROM r WHERE v='`+row+`'"`); sqlErr == nil && (err != nil || got != row) {
 		t.Errorf("the majority's committed row reads %q, %v from %s", got, err, minority)
 	}
+}
+
+// clusterCLI runs `applbuild cluster ARGS --out out` with the build's
+// binary, as a user would, and returns what it printed.
+func clusterCLI(b *built, out string) func(ctx context.Context, args ...string) (string, error) {
+	return func(ctx context.Context, args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, b.bin, append([]string{"cluster"}, append(args, "--out", out)...)...)
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		err := cmd.Run()
+		return buf.String(), err
+	}
+}
+
+// clusterSSH runs a command on a node as root, bounded, its output trimmed.
+func clusterSSH(t *testing.T, c *cluster.Cluster) func(node, cmd string) (string, error) {
+	return func(node, cmd string) (string, error) {
+		n, err := c.Node(node)
+		if err != nil {
+			return "", err
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+		defer cancel()
+		b, err := c.SSH(ctx, n, cmd)
+		return strings.TrimSpace(string(b)), err
+	}
+}
+
+// pairUp brings up the built personality with `cluster up ARGS` (taken
+// down again when the test ends, leaving no namespace), bounded by
+// timeout, and returns it; a cluster that does not form fails the test
+// with its diagnosis.
+func pairUp(t *testing.T, b *built, name string, timeout time.Duration, args ...string) (*cluster.Cluster, func(ctx context.Context, args ...string) (string, error)) {
+	out := filepath.Dir(filepath.Dir(b.dir))
+	cli := clusterCLI(b, out)
+	t.Cleanup(func() {
+		if o, err := cli(context.Background(), "down", name); err != nil {
+			t.Errorf("cluster down: %v\n%s", err, o)
+		}
+		if _, err := os.Stat(filepath.Join("/run/netns", "applbuild-"+name)); err == nil {
+			t.Error("cluster down left the network namespace")
+		}
+	})
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout+5*time.Minute)
+	o, err := cli(ctx, append(append([]string{"up", name}, args...), "--timeout", timeout.String())...)
+	cancel()
+	c, lerr := cluster.Load(out, name)
+	if err != nil {
+		if lerr == nil {
+			t.Logf("diagnosis:\n%s", diagnoseCluster(t.Context(), c))
+		}
+		t.Fatalf("cluster up: %v\n%s", err, o)
+	}
+	if lerr != nil {
+		t.Fatal(lerr)
+	}
+	t.Logf("e2e: %s formed: %s", strings.Join(append([]string{name}, args...), " "), time.Since(start).Round(time.Second))
+	return c, cli
 }
 
 func serviceIP(b *built, name string) string {

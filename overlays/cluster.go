@@ -240,6 +240,14 @@ func buildCIB(pl *builder.Plan) *cibDoc {
 		// halves never run the same floating service.
 		"no-quorum-policy", "stop",
 		"cluster-name", pl.Cluster,
+		// Pacemaker throttles a busy node down to one action at a time
+		// (load-threshold 80% of its cores by default): on the slow hosts
+		// these appliances must run on, one long start (puppetserver's JVM
+		// takes many minutes under emulation) then holds every other
+		// singleton back for all of it. The starts are few and bounded by
+		// their own timeouts, so let them run side by side.
+		"load-threshold", "1000%",
+		"node-action-limit", "8",
 	)}
 	cfg.RscDefaults = &rscDefaults{Meta: newNVSet("rsc-options",
 		"resource-stickiness", "100",

@@ -227,7 +227,7 @@ func TestCIBStructure(t *testing.T) {
 				t.Errorf("validate-with %q", v)
 			}
 			props := root.child("configuration").child("crm_config").nvpairs("cluster_property_set")
-			want := map[string]string{"stonith-enabled": "false", "no-quorum-policy": "stop", "cluster-name": pl.Cluster}
+			want := map[string]string{"stonith-enabled": "false", "no-quorum-policy": "stop", "cluster-name": pl.Cluster, "load-threshold": "1000%", "node-action-limit": "8"}
 			for k, v := range want {
 				if props[k] != v {
 					t.Errorf("crm_config %s=%q, want %q", k, props[k], v)

@@ -89,7 +89,8 @@ case "$1 $2" in
 	if [ -e "$FAKE/vols/$3/started" ]; then echo "Status: Started"; else echo "Status: Created"; fi ;;
 "volume create") /bin/mkdir -p "$FAKE/vols/$3" && touch "$FAKE/vols/$3/created" ;;
 "volume start") touch "$FAKE/vols/$3/started" ;;
-"volume set") ;;
+"volume set") if [ "$3 $4 $5" = "all cluster.brick-multiplex on" ]; then echo on >"$FAKE/bmux"; fi ;;
+"volume get") printf 'Option Value\ncluster.brick-multiplex %s\n' "$(cat "$FAKE/bmux" 2>/dev/null || echo disable)" ;;
 *) echo "fake gluster: unexpected $*" >&2; exit 1 ;;
 esac
 `
@@ -240,12 +241,12 @@ func TestGlusterHookSequence(t *testing.T) {
 		`mountpoint -q /data/phpmyadmin`, `mkdir -p /data/phpmyadmin/brick`,
 		`gluster --mode=script pool list`,
 		`gluster --mode=script peer probe n2`, `gluster --mode=script peer probe n3`,
+		`gluster --mode=script volume get all cluster.brick-multiplex`,
+		`gluster --mode=script volume set all cluster.brick-multiplex on`,
 		`gluster --mode=script volume info global`,
 		`gluster --mode=script volume create global replica 3 n1:/data/global/brick n2:/data/global/brick n3:/data/global/brick`,
-		`gluster --mode=script volume set global auth.allow `+regexp.QuoteMeta(pl.Gluster.Allow),
-		`gluster --mode=script volume set global cluster.quorum-type auto`,
-		`gluster --mode=script volume set global cluster.server-quorum-type server`,
-		`gluster --mode=script volume set global network.ping-timeout 15`,
+		`gluster --mode=script volume set global auth.allow `+regexp.QuoteMeta(pl.Gluster.Allow)+
+			` cluster.quorum-type auto cluster.server-quorum-type server network.ping-timeout 15`,
 		`gluster --mode=script volume start global`,
 		`gluster --mode=script volume create apache2 replica 3 .*`,
 		`mount -t glusterfs n1:/global .*/applbuild-gluster-vol\..*`,

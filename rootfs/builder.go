@@ -123,6 +123,15 @@ func Command(req Request, dir, debs string) []string {
 			`chroot "$1" dpkg-query -W -f ` + shq(dpkgQueryFormat) + ` > ` + shq(status),
 		}, "\n"),
 	}
+	for _, f := range req.Files {
+		// Before the essential packages: nothing is installed yet.
+		mode := "0644"
+		if f.Executable {
+			mode = "0755"
+		}
+		args = append(args, "--setup-hook="+`mkdir -p "$1"`+shq(filepath.Dir(f.Path))+` && printf '%s' `+shq(f.Content)+` > "$1"`+shq(f.Path)+
+			` && chmod `+mode+` "$1"`+shq(f.Path))
+	}
 	if len(req.Packages) > 0 {
 		args = append(args, "--include="+strings.Join(req.Packages, ","))
 	}

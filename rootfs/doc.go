@@ -5,7 +5,8 @@
 //
 // An entry's key is the sha256 of a canonical JSON encoding of the
 // normalized Request (defaults filled, components and packages sorted and
-// deduplicated), the bootstrap tool and its version ("mmdebstrap 1.3.5"),
+// deduplicated, files sorted by path and left out when there are none), the
+// bootstrap tool and its version ("mmdebstrap 1.3.5"),
 // and FormatVersion, which this package bumps whenever it changes what it
 // does to a tree (hooks, cleanup, layout). The key cannot know the state of
 // the mirror: two builds of the same request a week apart may install

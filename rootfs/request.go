@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // FormatVersion is part of every key. Bump it when this package changes what
@@ -44,7 +45,27 @@ type Request struct {
 	Packages   []string `json:"packages,omitempty"`   // installed on top of the variant
 	// SourceDateEpoch clamps mtimes in the tarball; 0 means DefaultSourceDateEpoch.
 	SourceDateEpoch int64 `json:"source_date_epoch"`
+	// Files are written into the tree (0644 or 0755) before any package is
+	// installed, so the packages' own scripts see them: the xen target's
+	// initramfs configuration, read when the kernel's postinst makes the
+	// initrd. Paths are under /etc or /usr/share and owned by no package.
+	// Sorted by path; omitted from the key when empty, so requests without
+	// files keep their entries.
+	Files []File `json:"files,omitempty"`
 }
+
+// File is one file of Request.Files.
+type File struct {
+	Path    string `json:"path"`
+	Content string `json:"content"`
+	// Executable makes it 0755 (an initramfs-tools hook), not 0644.
+	Executable bool `json:"executable,omitempty"`
+}
+
+// maxFileSize bounds each of Request.Files: configuration, not payload.
+const maxFileSize = 64 << 10
+
+var filePathRE = regexp.MustCompile(`^/(etc|usr/share)(/[A-Za-z0-9_][A-Za-z0-9._+-]*)+$`)
 
 var (
 	suiteRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9.+_-]*$`)
@@ -70,6 +91,21 @@ func (r Request) Normalize() (Request, error) {
 		Components:      sortedUnique(r.Components),
 		Packages:        sortedUnique(r.Packages),
 		SourceDateEpoch: r.SourceDateEpoch,
+	}
+	if len(r.Files) > 0 {
+		n.Files = slices.Clone(r.Files)
+		slices.SortFunc(n.Files, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+	}
+	for i, f := range n.Files {
+		if !filePathRE.MatchString(f.Path) { // every segment starts with [A-Za-z0-9_]: no "." or ".."
+			return Request{}, fmt.Errorf("%w: file %q: want a clean path under /etc or /usr/share", ErrInvalid, f.Path)
+		}
+		if i > 0 && n.Files[i-1].Path == f.Path {
+			return Request{}, fmt.Errorf("%w: file %s given twice", ErrInvalid, f.Path)
+		}
+		if len(f.Content) > maxFileSize || strings.ContainsRune(f.Content, 0) || !utf8.ValidString(f.Content) {
+			return Request{}, fmt.Errorf("%w: file %s: want UTF-8 text without NUL, at most %d bytes", ErrInvalid, f.Path, maxFileSize)
+		}
 	}
 	if n.Mirror == "" {
 		n.Mirror = DefaultMirror

@@ -3,6 +3,7 @@ package rootfs
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -68,6 +69,9 @@ func TestKeyChangesWithEveryField(t *testing.T) {
 		{"package renamed", func(r *Request) { r.Packages = []string{"systemd"} }},
 		{"no packages", func(r *Request) { r.Packages = nil }},
 		{"source date epoch", func(r *Request) { r.SourceDateEpoch = 2 }},
+		{"file added", func(r *Request) { r.Files = []File{{Path: "/etc/initramfs-tools/conf.d/x", Content: "MODULES=list\n"}} }},
+		{"empty file added", func(r *Request) { r.Files = []File{{Path: "/etc/x"}} }},
+		{"executable file", func(r *Request) { r.Files = []File{{Path: "/etc/x", Executable: true}} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := base
@@ -78,6 +82,24 @@ func TestKeyChangesWithEveryField(t *testing.T) {
 				t.Errorf("changing %s kept key %s", tc.name, k)
 			}
 		})
+	}
+	// No files is the request as it was before there were files: the
+	// entries already cached keep their keys.
+	if k := mustKey(t, Request{Suite: base.Suite, Mirror: base.Mirror, Arch: base.Arch, Variant: base.Variant, Components: base.Components,
+		Packages: base.Packages, SourceDateEpoch: base.SourceDateEpoch, Files: []File{}}, tool); k != k0 {
+		t.Error("an empty file list changed the key")
+	}
+	f1 := base
+	f1.Files = []File{{Path: "/etc/a", Content: "1"}, {Path: "/etc/b", Content: "2"}}
+	f2 := base
+	f2.Files = []File{{Path: "/etc/b", Content: "2"}, {Path: "/etc/a", Content: "1"}}
+	f3 := base
+	f3.Files = []File{{Path: "/etc/a", Content: "2"}, {Path: "/etc/b", Content: "1"}}
+	if mustKey(t, f1, tool) != mustKey(t, f2, tool) {
+		t.Error("the order of the files changed the key")
+	}
+	if mustKey(t, f1, tool) == mustKey(t, f3, tool) {
+		t.Error("swapping two files' contents kept the key")
 	}
 	if k := mustKey(t, base, "mmdebstrap 1.3.6"); k == k0 {
 		t.Error("another mmdebstrap version kept the key")
@@ -113,6 +135,16 @@ func TestNormalizeRejects(t *testing.T) {
 		{"package option", Request{Suite: "trixie", Packages: []string{"--force-yes"}}},
 		{"package upper case", Request{Suite: "trixie", Packages: []string{"Apache2"}}},
 		{"negative epoch", Request{Suite: "trixie", SourceDateEpoch: -1}},
+		{"relative file", Request{Suite: "trixie", Files: []File{{Path: "etc/x"}}}},
+		{"file outside /etc and /usr/share", Request{Suite: "trixie", Files: []File{{Path: "/usr/sbin/init"}}}},
+		{"file up and out", Request{Suite: "trixie", Files: []File{{Path: "/etc/../bin/sh"}}}},
+		{"file with double slash", Request{Suite: "trixie", Files: []File{{Path: "/etc//x"}}}},
+		{"file with quote", Request{Suite: "trixie", Files: []File{{Path: "/etc/x'y"}}}},
+		{"file is a directory", Request{Suite: "trixie", Files: []File{{Path: "/etc/"}}}},
+		{"file twice", Request{Suite: "trixie", Files: []File{{Path: "/etc/x"}, {Path: "/etc/x", Content: "y"}}}},
+		{"file with NUL", Request{Suite: "trixie", Files: []File{{Path: "/etc/x", Content: "a\x00b"}}}},
+		{"file not UTF-8", Request{Suite: "trixie", Files: []File{{Path: "/etc/x", Content: "\xff"}}}},
+		{"file too large", Request{Suite: "trixie", Files: []File{{Path: "/etc/x", Content: strings.Repeat("x", maxFileSize+1)}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := tc.r.Normalize(); !errors.Is(err, ErrInvalid) {

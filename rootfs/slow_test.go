@@ -28,6 +28,9 @@ func TestBuildTrixie(t *testing.T) {
 		Arch:     "amd64",
 		Variant:  "minbase",
 		Packages: []string{"iputils-arping", "libcap2-bin", "openssh-server"},
+		// Written before the packages: sshd's postinst runs with it there.
+		Files: []File{{Path: "/etc/ssh/sshd_config.d/applbuild.conf", Content: "# a 'quoted' %s $line\nPermitRootLogin prohibit-password\n"},
+			{Path: "/etc/applbuild/hook", Content: "#!/bin/sh\n", Executable: true}},
 	}
 	var lines []string
 	start := time.Now()
@@ -77,6 +80,15 @@ func TestBuildTrixie(t *testing.T) {
 	exists := func(rel string) bool { _, err := os.Lstat(filepath.Join(dir, rel)); return err == nil }
 	if !exists("usr/bin/dpkg") {
 		t.Error("no /usr/bin/dpkg")
+	}
+	for _, f := range req.Files {
+		p := filepath.Join(dir, f.Path)
+		b, err := os.ReadFile(p)
+		if err != nil || string(b) != f.Content {
+			t.Errorf("%s: %q, %v; want %q", f.Path, b, err, f.Content)
+		} else if fi, _ := os.Stat(p); fi.Mode().Perm() != map[bool]os.FileMode{false: 0o644, true: 0o755}[f.Executable] {
+			t.Errorf("%s: mode %v (executable %v)", f.Path, fi.Mode(), f.Executable)
+		}
 	}
 	for _, gone := range []string{"etc/hostname", "usr/sbin/policy-rc.d", "var/lib/dbus/machine-id"} {
 		if exists(gone) {

@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/applbuild/applbuild/builder/boot"
 	"github.com/applbuild/applbuild/cluster"
 	"github.com/applbuild/applbuild/personalities"
 )
@@ -55,6 +57,7 @@ them and removes the namespace, the taps and the overlays.`,
 func newClusterUpCmd(g *globals, out *string) *cobra.Command {
 	var (
 		target, memory string
+		firmware       string
 		cpus           int
 		timeout        time.Duration
 		order          []string
@@ -77,7 +80,8 @@ with each failed unit's first error line, and leaves the nodes running to
 look at.`,
 		Example: `  applbuild cluster up web-cluster
   applbuild cluster up web-cluster --memory 4G --timeout 1h
-  applbuild cluster up web-cluster --order n3,n1,n2 --stagger 2m   # late peers`,
+  applbuild cluster up web-cluster --order n3,n1,n2 --stagger 2m   # late peers
+  applbuild cluster up pound-lb --target raw --firmware uefi       # physical disks, through their boot loaders`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -91,6 +95,10 @@ look at.`,
 				o.Memory = int64(m)
 			}
 			o.CPUs = cpus
+			if firmware != "" && !slices.Contains(boot.Firmwares, firmware) {
+				return usageError{fmt.Errorf("--firmware %q: want %s", firmware, strings.Join(boot.Firmwares, ", "))}
+			}
+			o.Firmware = firmware
 			fmt.Fprintf(g.stderr, "preparing cluster %s from %s/%s/%s\n", name, *out, name, target)
 			c, err := cluster.Prepare(ctx, *out, name, target, o)
 			if err != nil {
@@ -147,6 +155,7 @@ look at.`,
 		},
 	}
 	cmd.Flags().StringVar(&target, "target", "xen", "the target the cluster was built for")
+	cmd.Flags().StringVar(&firmware, "firmware", "", "raw and usb builds: boot each disk under bios, uefi or uefi-secure (default bios)")
 	cmd.Flags().StringVar(&memory, "memory", "", "memory per node (default: the plan's, at least 1G)")
 	cmd.Flags().IntVar(&cpus, "cpus", 0, "vCPUs per node (default 1)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 45*time.Minute, "how long to wait for the cluster to form")
