@@ -37,6 +37,10 @@ type Plan struct {
 	Nodes    []Node    `json:"nodes"`
 	Services []Service `json:"services"`
 
+	// Fencing is how the cluster fences a node without a power switch:
+	// a quorum device and watchdog self-fencing (SBD). nil: no fencing.
+	Fencing *Fencing `json:"fencing,omitempty"`
+
 	Gluster *Gluster `json:"gluster,omitempty"`
 	DRBD    []DRBD   `json:"drbd,omitempty"`
 	NFS     []Export `json:"nfs,omitempty"`
@@ -189,6 +193,33 @@ func (s Service) AgentParts() (class, provider, typ string) {
 	}
 	return "systemd", "", s.Agent
 }
+
+// Fencing is watchdog self-fencing with a quorum device: corosync-qdevice
+// asks a corosync-qnetd on a third machine (QDevice) for the tie-breaking
+// vote, so of two halves only one keeps quorum; SBD (diskless) stops
+// feeding the node's watchdog when its node has lost quorum, so the
+// watchdog resets it; Pacemaker on the quorate side counts the lost node
+// as fenced once WatchdogTimeout has passed twice over. DRBD freezes a
+// disconnected primary's I/O until then (fencing resource-and-stonith),
+// so the half that is reset never acknowledged a write the other lacks.
+type Fencing struct {
+	QDevice   string `json:"qdevice"` // corosync-qnetd's address
+	QPort     int    `json:"qdevice_port"`
+	Algorithm string `json:"algorithm"` // ffsplit (even node counts) or lms
+	// WatchdogTimeout is SBD_WATCHDOG_TIMEOUT, in seconds: how long a node
+	// that stops feeding its watchdog lives on. Sized for software
+	// emulation on a loaded host, where sbd's loop can stall for seconds.
+	WatchdogTimeout int `json:"watchdog_timeout"`
+	// StonithWatchdogTimeout is Pacemaker's stonith-watchdog-timeout:
+	// twice the watchdog's, as Pacemaker and sbd(8) ask.
+	StonithWatchdogTimeout int `json:"stonith_watchdog_timeout"`
+}
+
+// Fencing defaults.
+const (
+	QNetdPort       = 5403
+	watchdogTimeout = 20
+)
 
 // Gluster is the resolved GlusterFS setup.
 type Gluster struct {
@@ -357,6 +388,14 @@ func New(s *p.Spec) (*Plan, error) {
 	}
 	if err := pl.resolveServices(s, pfx); err != nil {
 		return nil, err
+	}
+	if q := s.Cluster.QuorumDevice; q != "" && pl.HA {
+		alg := "ffsplit"
+		if s.Cluster.Nodes%2 == 1 {
+			alg = "lms"
+		}
+		pl.Fencing = &Fencing{QDevice: q, QPort: QNetdPort, Algorithm: alg,
+			WatchdogTimeout: watchdogTimeout, StonithWatchdogTimeout: 2 * watchdogTimeout}
 	}
 	pl.resolveStorage(s)
 	for i, name := range s.NodeNames() {
@@ -667,6 +706,9 @@ func (pl *Plan) resolvePackages(s *p.Spec) {
 	}
 	if len(pl.DRBD) > 0 {
 		set["drbd-utils"] = true
+	}
+	if pl.Fencing != nil {
+		set["corosync-qdevice"], set["sbd"] = true, true
 	}
 	if len(pl.NFS) > 0 {
 		set["nfs-kernel-server"] = true

@@ -193,6 +193,9 @@ func Prepare(ctx context.Context, out, personality, target string, o Options) (_
 	if err := c.save(); err != nil {
 		return nil, err
 	}
+	if err := c.startQNetd(ctx); err != nil {
+		return nil, err
+	}
 	for _, n := range c.Nodes {
 		if err := prepareNode(ctx, n); err != nil {
 			return nil, err
@@ -285,6 +288,7 @@ func (c *Cluster) Down(ctx context.Context) error {
 	for _, n := range c.Nodes {
 		errs = append(errs, killNode(n))
 	}
+	errs = append(errs, c.stopQNetd())
 	errs = append(errs, deleteNetwork(ctx, c.NetNS))
 	if err := errors.Join(errs...); err != nil {
 		return err

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/xml"
 	"fmt"
@@ -56,8 +57,13 @@ type NodeStatus struct {
 	// Mounts are the GlusterFS volumes mounted on the node.
 	Mounts []string `json:"mounts,omitempty"`
 	// DRBD is the state of each DRBD resource on the node.
-	DRBD  []DRBDState `json:"drbd,omitempty"`
-	Error string      `json:"error,omitempty"`
+	DRBD []DRBDState `json:"drbd,omitempty"`
+	// SBD is systemctl is-active sbd, QDevice this node's flags in
+	// corosync-quorumtool's Qdevice column (A,V,NMW: alive, voting), on
+	// a plan with fencing.
+	SBD     string `json:"sbd,omitempty"`
+	QDevice string `json:"qdevice,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 // FailedUnit is a failed systemd unit and the first journal line that
@@ -130,6 +136,11 @@ if command -v drbdadm >/dev/null 2>&1; then
 	for r in $(drbdadm sh-resources 2>/dev/null); do
 		printf '%s\t%s\t%s\n' "$r" "$(drbdadm cstate "$r" 2>/dev/null)" "$(drbdadm dstate "$r" 2>/dev/null)"
 	done
+fi
+echo '== fencing'
+if [ -e /etc/default/sbd ]; then
+	printf 'sbd\t%s\n' "$(systemctl is-active sbd 2>/dev/null)"
+	corosync-quorumtool -s 2>/dev/null | awk '/\(local\)/ { print "qdevice\t" $3 }'
 fi
 exit 0
 `
@@ -218,6 +229,14 @@ func (c *Cluster) nodeStatus(ctx context.Context, n *Node) NodeStatus {
 				f := strings.Split(l, "\t")
 				if len(f) == 3 {
 					ns.DRBD = append(ns.DRBD, DRBDState{Resource: f[0], Connection: f[1], Disk: f[2]})
+				}
+			case "fencing":
+				k, v, _ := strings.Cut(l, "\t")
+				switch k {
+				case "sbd":
+					ns.SBD = v
+				case "qdevice":
+					ns.QDevice = v
 				}
 			}
 		}
@@ -386,6 +405,9 @@ func (st *Status) String() string {
 			fmt.Fprintf(&b, " %d gluster mounts", len(n.Mounts))
 			for _, d := range n.DRBD {
 				fmt.Fprintf(&b, ", drbd %s %s %s", d.Resource, d.Connection, d.Disk)
+			}
+			if n.SBD != "" {
+				fmt.Fprintf(&b, ", sbd %s, qdevice %s", n.SBD, cmp.Or(n.QDevice, "-"))
 			}
 			if len(n.Failed) > 0 {
 				fmt.Fprintf(&b, ", failed:")

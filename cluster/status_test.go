@@ -339,3 +339,43 @@ func TestQemuArgsFirmware(t *testing.T) {
 		t.Error("firmware coreboot accepted")
 	}
 }
+
+// TestProblemsFencing: on a plan with fencing the cluster is formed only
+// when sbd runs and the quorum device votes on every node.
+func TestProblemsFencing(t *testing.T) {
+	pl := testPlan()
+	pl.Fencing = &builder.Fencing{QDevice: "192.168.224.250", QPort: 5403}
+	c := &Cluster{Plan: *pl}
+	formed := &Status{
+		Nodes: []NodeStatus{
+			{Name: "n1", SSH: true, Mounts: []string{"/var/www"}, DRBD: []DRBDState{{"mysql", "Connected", "UpToDate/UpToDate"}}, SBD: "active", QDevice: "A,V,NMW"},
+			{Name: "n2", SSH: true, Mounts: []string{"/var/www"}, DRBD: []DRBDState{{"mysql", "Connected", "UpToDate/UpToDate"}}, SBD: "active", QDevice: "A,V,NMW"},
+		},
+		Peers:     1,
+		Volumes:   []Volume{{Name: "www", Status: "Started", Type: "Replicate", Bricks: 2}},
+		Online:    []string{"n1", "n2"},
+		Resources: []Resource{{ID: "apache2", Nodes: []string{"n1", "n2"}}, {ID: "mysql", Nodes: []string{"n2"}}},
+		Endpoints: []Endpoint{{Service: "mysql", Addr: "192.168.224.170:3306", Answers: true}},
+		Reported:  true,
+	}
+	if probs := c.Problems(formed); len(probs) != 0 {
+		t.Fatalf("a formed cluster has problems: %v", probs)
+	}
+	for _, tt := range []struct {
+		name   string
+		break_ func(*Status)
+		want   string
+	}{
+		{"sbd down", func(s *Status) { s.Nodes[1].SBD = "inactive" }, `n2: sbd is "inactive", want active`},
+		{"no qdevice", func(s *Status) { s.Nodes[0].QDevice = "NR" }, "n1: quorum device 192.168.224.250 not voting"},
+		{"qdevice unknown", func(s *Status) { s.Nodes[0].QDevice = "" }, "n1: quorum device 192.168.224.250 not voting"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			st := clone(formed)
+			tt.break_(st)
+			if probs := c.Problems(st); !slices.ContainsFunc(probs, func(s string) bool { return strings.Contains(s, tt.want) }) {
+				t.Errorf("problems %q lack %q", probs, tt.want)
+			}
+		})
+	}
+}

@@ -83,6 +83,24 @@ func (c *Cluster) Problems(st *Status) []string {
 			}
 		}
 	}
+	// Fencing: sbd runs (it resets a node that loses quorum) and the
+	// quorum device's vote counts on every node; without either a
+	// partition is not guarded, so the cluster is not formed.
+	if c.Plan.Fencing != nil {
+		for _, pn := range c.Plan.Nodes {
+			ns, ok := up[pn.Name]
+			if !ok || !ns.SSH {
+				continue
+			}
+			if ns.SBD != "active" {
+				out = append(out, fmt.Sprintf("%s: sbd is %q, want active", pn.Name, ns.SBD))
+			}
+			if !strings.HasPrefix(ns.QDevice, "A,V") {
+				out = append(out, fmt.Sprintf("%s: quorum device %s not voting (corosync-quorumtool flags %q, want A,V,…)",
+					pn.Name, c.Plan.Fencing.QDevice, ns.QDevice))
+			}
+		}
+	}
 	if c.Plan.HA && st.Reported {
 		for _, pn := range c.Plan.Nodes {
 			if !slices.Contains(st.Online, pn.Name) {
@@ -174,6 +192,9 @@ func milestones(c *Cluster, st *Status) []string {
 			out = append(out, fmt.Sprintf("%s is up", n.Name))
 			if len(n.Mounts) > 0 {
 				out = append(out, fmt.Sprintf("%s: %d gluster volumes mounted", n.Name, len(n.Mounts)))
+			}
+			if n.SBD == "active" && strings.HasPrefix(n.QDevice, "A,V") {
+				out = append(out, fmt.Sprintf("%s: fencing armed (sbd, quorum device voting)", n.Name))
 			}
 		}
 	}

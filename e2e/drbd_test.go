@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/applbuild/applbuild/cluster"
 	"github.com/applbuild/applbuild/internal/testenv"
 )
 
@@ -86,4 +88,129 @@ func TestE2EClusterMySQLHA(t *testing.T) {
 		time.Sleep(5 * time.Second)
 	}
 	t.Logf("e2e: %s rejoined and DRBD resynced (UpToDate on both): %s", holder, time.Since(back).Round(time.Second))
+
+	drbdPartition(t, b, c, cli, ssh, name, client, sqlAs)
 }
+
+// drbdPartition pulls the cable of the DRBD pair's primary (not its
+// power) while a writer on each node commits numbered rows through
+// MariaDB's floating address and logs, fsynced, every row the server
+// acknowledged. Cut off from its peer and from the quorum device, the
+// primary must be reset by its own watchdog (diskless sbd) before it could
+// acknowledge a write its peer lacks; the peer, quorate with the quorum
+// device's vote, must fence it (stonith-watchdog-timeout), promote and
+// serve. With the cable back the old primary rejoins as secondary with no
+// split brain, and every acknowledged row of both writers is there.
+func drbdPartition(t *testing.T, b *built, c *cluster.Cluster, cli func(context.Context, ...string) (string, error),
+	ssh func(node, cmd string) (string, error), name, primary, sqlAs string) {
+	peer := other(b, primary)
+	if _, err := ssh(primary, sqlAs+` -e "CREATE TABLE IF NOT EXISTS p (v VARCHAR(64) PRIMARY KEY) ENGINE=InnoDB"`); err != nil {
+		t.Fatalf("create the partition table: %v", err)
+	}
+	const log = "/var/tmp/e2e-committed"
+	for _, n := range []string{primary, peer} {
+		writer := fmt.Sprintf(`i=0; while :; do i=$((i+1)); `+
+			`if timeout 20 %s -e "INSERT INTO p VALUES ('%s-$i')" 2>/dev/null; then echo "%s-$i" >>%s; sync %s; fi; sleep 0.5; done`,
+			sqlAs, n, n, log, log)
+		if _, err := ssh(n, "rm -f "+log+"; systemd-run --unit e2e-writer --collect bash -c "+shQuote(writer)); err != nil {
+			t.Fatalf("start the writer on %s: %v", n, err)
+		}
+	}
+	bootID := func(n string) string {
+		id, _ := ssh(n, "cat /proc/sys/kernel/random/boot_id")
+		return id
+	}
+	before := bootID(primary)
+	time.Sleep(10 * time.Second) // rows from both writers before the cut
+	logged := func(n string) []string {
+		out, err := ssh(n, "cat "+log+" 2>/dev/null || true")
+		if err != nil {
+			t.Errorf("read %s's log: %v", n, err)
+		}
+		return strings.Fields(out)
+	}
+	atCut := len(logged(primary))
+
+	if o, err := cli(t.Context(), "link", name, primary, "down"); err != nil {
+		t.Fatalf("cluster link down: %v\n%s", err, o)
+	}
+	cut := time.Now()
+	restored := false
+	defer func() {
+		if !restored {
+			_, _ = cli(context.Background(), "link", name, primary, "up")
+		}
+	}()
+	fctx, fcancel := context.WithTimeout(t.Context(), poundFailoverTimeout)
+	defer fcancel()
+	for {
+		st := c.Status(fctx)
+		if w := st.Where("mysql"); len(w) == 1 && w[0] == peer && endpointAnswers(st, "mysql") {
+			break
+		}
+		if fctx.Err() != nil {
+			t.Fatalf("with %s's cable pulled, MariaDB did not move to %s within %s\n%s", primary, peer, poundFailoverTimeout, diagnoseCluster(t.Context(), c))
+		}
+		time.Sleep(3 * time.Second)
+	}
+	t.Logf("e2e: %s's cable pulled; MariaDB answered from %s %s later", primary, peer, time.Since(cut).Round(time.Second))
+	time.Sleep(20 * time.Second) // the peer's writer commits on the new primary
+
+	if o, err := cli(t.Context(), "link", name, primary, "up"); err != nil {
+		t.Fatalf("cluster link up: %v\n%s", err, o)
+	}
+	restored = true
+	back := time.Now()
+	rctx, rcancel := context.WithTimeout(t.Context(), poundRejoinTimeout)
+	defer rcancel()
+	if _, err := c.Wait(rctx, func(time.Duration, string) {}); err != nil {
+		t.Fatalf("after the partition %s did not rejoin: %v\n%s", primary, err, diagnoseCluster(t.Context(), c))
+	}
+	t.Logf("e2e: cable back; the pair formed again, DRBD UpToDate on both: %s", time.Since(back).Round(time.Second))
+	if after := bootID(primary); after == before || after == "" {
+		t.Errorf("%s was not reset while cut off (boot id %q before, %q after): its watchdog did not fence it", primary, before, after)
+	} else {
+		t.Logf("e2e: %s was reset by its watchdog while cut off", primary)
+	}
+	for _, n := range []string{primary, peer} {
+		out, err := ssh(n, `journalctl -k --no-pager -o cat | grep -c "Split-Brain detected" || true`)
+		if err != nil || out != "0" {
+			t.Errorf("%s: DRBD split brain in the kernel log: %q, %v", n, out, err)
+		}
+	}
+
+	for _, n := range []string{primary, peer} {
+		_, _ = ssh(n, "systemctl stop e2e-writer")
+	}
+	rows, err := ssh(peer, sqlAs+` -N -e "SELECT v FROM p"`)
+	if err != nil {
+		t.Fatalf("read the rows: %v", err)
+	}
+	have := map[string]bool{}
+	for _, r := range strings.Fields(rows) {
+		have[r] = true
+	}
+	for _, n := range []string{primary, peer} {
+		l := logged(n)
+		var lost []string
+		for _, r := range l {
+			if !have[r] {
+				lost = append(lost, r)
+			}
+		}
+		if len(lost) > 0 {
+			t.Errorf("%s: %d of its %d acknowledged rows are lost: %v", n, len(lost), len(l), lost)
+		}
+		if n == primary {
+			t.Logf("e2e: %s (cut off) had %d rows acknowledged, %d of them after the cut; all there", n, len(l), len(l)-atCut)
+		} else {
+			t.Logf("e2e: %s had %d rows acknowledged; all there", n, len(l))
+		}
+		if len(l) == 0 {
+			t.Errorf("%s's writer committed nothing: the drill proves nothing", n)
+		}
+	}
+}
+
+// shQuote quotes s for a POSIX shell.
+func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

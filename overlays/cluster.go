@@ -47,6 +47,7 @@ type corosyncData struct {
 	Link1   string // the cluster VLAN's subnet, or ""
 	Nodes   []corosyncNode
 	TwoNode bool
+	Fencing *builder.Fencing
 }
 
 // clusterVLAN is the VLAN that carries corosync's second link, or nil.
@@ -64,7 +65,7 @@ func corosync(in Input) ([]File, error) {
 	if !pl.HA {
 		return nil, nil
 	}
-	d := corosyncData{Cluster: pl.Cluster, LAN: pl.Network.Subnet, TwoNode: len(pl.Nodes) == 2}
+	d := corosyncData{Cluster: pl.Cluster, LAN: pl.Network.Subnet, TwoNode: len(pl.Nodes) == 2, Fencing: pl.Fencing}
 	vlan := clusterVLAN(pl)
 	if vlan != nil {
 		d.Link1 = vlan.Subnet
@@ -144,13 +145,40 @@ func clusterOnly(pl *builder.Plan) []File {
 	return out
 }
 
+// drbdData is one DRBD resource and how its cluster fences.
+type drbdData struct {
+	builder.DRBD
+	Fencing                      *builder.Fencing
+	FenceTimeout, FenceDCTimeout int // crm-fence-peer.sh's, in seconds
+}
+
+// fencePeerTimeout is crm-fence-peer.sh's --timeout in seconds: how long a
+// disconnected primary, its I/O frozen, polls the cluster for its peer's
+// fate before it places the constraint and resumes. It must outlast what
+// it takes the cluster to fence the peer (corosync's 22 s to notice, then
+// stonith-watchdog-timeout), so that a primary cut off from the quorate
+// side is reset by its own watchdog before it could acknowledge a write
+// its peer never saw.
+// --dc-timeout, how long it waits for a DC to be elected, must be longer
+// still (the script's own advice for resource-and-stonith).
+func fencePeerTimeout(f *builder.Fencing) int { return 22 + f.StonithWatchdogTimeout + 60 }
+
+func newDRBDData(r builder.DRBD, f *builder.Fencing) drbdData {
+	d := drbdData{DRBD: r, Fencing: f}
+	if f != nil {
+		d.FenceTimeout = fencePeerTimeout(f)
+		d.FenceDCTimeout = d.FenceTimeout + 30
+	}
+	return d
+}
+
 func drbd(in Input) ([]File, error) {
 	if !in.Plan.HA {
 		return nil, nil
 	}
 	var out []File
 	for _, r := range in.Plan.DRBD {
-		f, err := tmpl("/etc/drbd.d/"+r.Name+".res", 0o644, "drbd.res.tmpl", r)
+		f, err := tmpl("/etc/drbd.d/"+r.Name+".res", 0o644, "drbd.res.tmpl", newDRBDData(r, in.Plan.Fencing))
 		if err != nil {
 			return nil, err
 		}
@@ -228,13 +256,24 @@ const (
 func buildCIB(pl *builder.Plan) *cibDoc {
 	doc := &cibDoc{ValidateWith: cibSchema, FeatureSet: cibFeatureSet, Epoch: 1}
 	cfg := &doc.Configuration
-	cfg.CrmConfig = []nvset{newNVSet("cib-bootstrap-options",
-		// These Xen clusters have no fencing device, and Pacemaker will
-		// not start any resource while stonith is enabled and no device
-		// is configured. Without fencing a split brain is possible: a
-		// site that has a fence agent (fence_xvm, fence_ipmilan, sbd)
-		// adds it and sets stonith-enabled back to true.
+	fencing := []string{
+		// These clusters have no fencing device, and Pacemaker will not
+		// start any resource while stonith is enabled and no device is
+		// configured. Without fencing a split brain is possible: a site
+		// that has a fence agent (fence_xvm, fence_ipmilan, sbd) adds it
+		// and sets stonith-enabled back to true.
 		"stonith-enabled", "false",
+	}
+	if f := pl.Fencing; f != nil {
+		fencing = []string{
+			// Watchdog fencing (diskless sbd): a node that has lost
+			// quorum is reset by its watchdog, and the quorate side
+			// counts it as fenced once this has passed.
+			"stonith-enabled", "true",
+			"stonith-watchdog-timeout", fmt.Sprintf("%ds", f.StonithWatchdogTimeout),
+		}
+	}
+	cfg.CrmConfig = []nvset{newNVSet("cib-bootstrap-options", append(fencing,
 		// Pacemaker's default, written down: a partition without
 		// quorum stops what needs quorum (the singletons), so two
 		// halves never run the same floating service.
@@ -248,7 +287,7 @@ func buildCIB(pl *builder.Plan) *cibDoc {
 		// their own timeouts, so let them run side by side.
 		"load-threshold", "1000%",
 		"node-action-limit", "8",
-	)}
+	)...)}
 	cfg.RscDefaults = &rscDefaults{Meta: newNVSet("rsc-options",
 		"resource-stickiness", "100",
 		// A failure is forgotten after a while, so a resource that failed

@@ -29,7 +29,7 @@ func liveCIB(t *testing.T, pl *builder.Plan, cib []byte) []byte {
 		}
 		status.WriteString(`</instance_attributes></transient_attributes></node_state>`)
 	}
-	s := string(cib)
+	s := withWatchdog(t, pl, cib)
 	for _, r := range []struct{ old, new string }{
 		{"<nodes></nodes>", "<nodes>" + nodes.String() + "</nodes>"},
 		{"<status></status>", "<status>" + status.String() + "</status>"},
@@ -41,6 +41,22 @@ func liveCIB(t *testing.T, pl *builder.Plan, cib []byte) []byte {
 		s = strings.Replace(s, r.old, r.new, 1)
 	}
 	return []byte(s)
+}
+
+// withWatchdog is cib as the DC of a fencing plan's cluster holds it: the
+// controller sets have-watchdog when sbd runs, and only then does watchdog
+// fencing count as a fence device. Other plans' CIBs are returned as is.
+func withWatchdog(t *testing.T, pl *builder.Plan, cib []byte) string {
+	t.Helper()
+	s := string(cib)
+	if pl.Fencing == nil {
+		return s
+	}
+	const set = `<cluster_property_set id="cib-bootstrap-options">`
+	if !strings.Contains(s, set) {
+		t.Fatalf("generated CIB has no %s", set)
+	}
+	return strings.Replace(s, set, set+`<nvpair id="cib-bootstrap-options-have-watchdog" name="have-watchdog" value="true"></nvpair>`, 1)
 }
 
 // simStatus is crm_simulate's revised cluster status (--output-as=xml).

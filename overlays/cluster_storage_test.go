@@ -45,20 +45,30 @@ func TestDRBDConfig(t *testing.T) {
 					}
 					res = append(res, f)
 				}
-				for _, prog := range []string{drbdadm84, "drbdadm"} {
-					out, err := drbdDump(t, ns, n.Name, res, prog, "dump", "all")
-					if err != nil {
-						t.Fatalf("%s rejects the generated resources: %v", prog, err)
+				// drbdadm-84 only: the fencing policy sits in the disk
+				// section in 8.4 (the kernel's) and in net in 9, so
+				// drbdadm 9 refuses these files.
+				out, err := drbdDump(t, ns, n.Name, res, drbdadm84, "dump", "all")
+				if err != nil {
+					t.Fatalf("drbdadm-84 rejects the generated resources: %v", err)
+				}
+				for _, r := range pl.DRBD {
+					if want := "# resource " + r.Name + " on " + n.Name + ": not ignored"; !strings.Contains(out, want) {
+						t.Errorf("drbdadm-84 dump lacks %q:\n%s", want, out)
 					}
-					for _, r := range pl.DRBD {
-						if want := "# resource " + r.Name + " on " + n.Name + ": not ignored"; !strings.Contains(out, want) {
-							t.Errorf("%s dump lacks %q:\n%s", prog, want, out)
+				}
+				if pl.Fencing != nil {
+					for _, want := range []string{"fencing          resource-and-stonith;",
+						`fence-peer       "/usr/lib/drbd/crm-fence-peer.sh --timeout`,
+						"after-resync-target /usr/lib/drbd/crm-unfence-peer.sh;"} {
+						if !strings.Contains(out, want) {
+							t.Errorf("drbdadm-84 dump lacks %q:\n%s", want, out)
 						}
 					}
 				}
 				// What the node would run to bring the resource up: the
 				// meta-data is flexible external on the meta LV.
-				out, err := drbdDump(t, ns, n.Name, res, drbdadm84, "-d", "up", "all")
+				out, err = drbdDump(t, ns, n.Name, res, drbdadm84, "-d", "up", "all")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -67,12 +77,16 @@ func TestDRBDConfig(t *testing.T) {
 					if want := fmt.Sprintf("attach %d %s %s flexible", r.Minor, p.Disk, p.Meta); !strings.Contains(out, want) {
 						t.Errorf("drbdadm-84 up lacks %q:\n%s", want, out)
 					}
+					if pl.Fencing != nil && !strings.Contains(out, "--fencing=resource-and-stonith") {
+						t.Errorf("drbdadm-84 up does not attach with --fencing=resource-and-stonith:\n%s", out)
+					}
 				}
 				// The check is real: a broken copy fails.
 				for what, edit := range map[string][2]string{
 					"syntax":       {"protocol C;", "protocol C"},
 					"bad protocol": {"protocol C;", "protocol Z;"},
 					"no address":   {"address " + n.Address, "address 192.0.2.1"},
+					"bad fencing":  {"fencing resource-and-stonith;", "fence resource-and-stonith;"},
 				} {
 					broken := res[0]
 					broken.Data = []byte(strings.Replace(string(broken.Data), edit[0], edit[1], 1))

@@ -47,12 +47,13 @@ func TestCorosyncConfContent(t *testing.T) {
 		name    string
 		nodes   int
 		twoNode bool
+		qdevice string // the quorum device's address, or ""
 	}{
-		{"web-cluster", 3, false},
-		{"nfs-ha", 2, true},
-		{"mysql-ha", 2, true},
-		{"puppet-ha", 2, true},
-		{"pound-lb", 2, true},
+		{"web-cluster", 3, false, ""},
+		{"nfs-ha", 2, false, "192.168.224.250"},
+		{"mysql-ha", 2, false, "192.168.224.250"},
+		{"puppet-ha", 2, true, ""},
+		{"pound-lb", 2, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pl := planFor(t, tc.name)
@@ -76,6 +77,18 @@ func TestCorosyncConfContent(t *testing.T) {
 			}
 			if got := strings.Contains(conf, "two_node: 1"); got != tc.twoNode {
 				t.Errorf("two_node set: %v, want %v", got, tc.twoNode)
+			}
+			// A quorum device replaces two_node: votequorum refuses both.
+			hasDevice := strings.Contains(conf, "model: net")
+			if hasDevice != (tc.qdevice != "") {
+				t.Errorf("quorum device configured: %v, want %q", hasDevice, tc.qdevice)
+			}
+			if tc.qdevice != "" {
+				for _, want := range []string{"wait_for_all: 1", "host: " + tc.qdevice, "port: 5403", "algorithm: ffsplit"} {
+					if !strings.Contains(conf, want) {
+						t.Errorf("corosync.conf lacks %q", want)
+					}
+				}
 			}
 			for _, n := range pl.Nodes {
 				want := fmt.Sprintf("name: %s\n\t\tnodeid: %d\n\t\tring0_addr: %s\n\t\tring1_addr: %s\n",
@@ -228,6 +241,10 @@ func TestCIBStructure(t *testing.T) {
 			}
 			props := root.child("configuration").child("crm_config").nvpairs("cluster_property_set")
 			want := map[string]string{"stonith-enabled": "false", "no-quorum-policy": "stop", "cluster-name": pl.Cluster, "load-threshold": "1000%", "node-action-limit": "8"}
+			if f := pl.Fencing; f != nil {
+				want["stonith-enabled"] = "true"
+				want["stonith-watchdog-timeout"] = fmt.Sprintf("%ds", f.StonithWatchdogTimeout)
+			}
 			for k, v := range want {
 				if props[k] != v {
 					t.Errorf("crm_config %s=%q, want %q", k, props[k], v)
@@ -400,6 +417,13 @@ func TestCIBVerify(t *testing.T) {
 			pl := planFor(t, name)
 			b := mustFile(t, renderNode(t, pl, "n1"), cibPath).Data
 			parseCIB(t, b) // crm_verify exits 0 on malformed XML
+			if pl.Fencing != nil {
+				// Fencing is on: the CIB is valid only once sbd runs.
+				if err := crmVerify(t, b); err == nil || !strings.Contains(err.Error(), "STONITH") {
+					t.Errorf("crm_verify accepts a fencing CIB without a watchdog, or for another reason: %v", err)
+				}
+				b = []byte(withWatchdog(t, pl, b))
+			}
 			if err := crmVerify(t, b); err != nil {
 				t.Fatal(err)
 			}
@@ -419,7 +443,7 @@ func crmVerify(t *testing.T, cib []byte) error {
 	}
 	out, err := combined(ctxFor(t), "crm_verify", "--xml-file", f, "-V")
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %s", err, out)
 	}
 	for _, l := range strings.Split(out, "\n") {
 		if ll := strings.ToLower(l); strings.Contains(ll, "error") || strings.Contains(ll, "warning") {

@@ -89,6 +89,7 @@ func Generators() []Generator {
 		{"monit", monit},
 		{"corosync", corosync},
 		{"pacemaker", pacemaker},
+		{"fencing", fencing},
 		{"drbd", drbd},
 		{"nfs", nfs},
 		{"gluster", gluster},

@@ -56,6 +56,9 @@ type Cluster struct {
 	Prefix string `yaml:"prefix" check:"name"` // node names are prefix1..prefixN
 	Memory Size   `yaml:"memory"`              // per node
 	VCPUs  int    `yaml:"vcpus"`
+	// QuorumDevice is the address of a corosync-qnetd on a third machine:
+	// the tie-breaker that lets a two-node DRBD pair fence itself.
+	QuorumDevice string `yaml:"quorum_device" check:"address"`
 }
 
 // Network is the node LAN: one NIC, untagged primary subnet, 802.1q VLANs.

@@ -259,6 +259,19 @@ func (s *Spec) validateNetwork(bad badFunc) map[netip.Addr]string {
 		}
 		used[a] = "node " + name
 	}
+	if q := s.Cluster.QuorumDevice; q != "" {
+		if qa, err := netip.ParseAddr(q); err != nil || !qa.Is4() {
+			bad(s.at("cluster", "quorum_device"), "cluster.quorum_device %q: want the IPv4 address of a corosync-qnetd host", q)
+		} else if pfx.Contains(qa) {
+			if w := notHost(pfx, qa); w != "" {
+				bad(s.at("cluster", "quorum_device"), "cluster.quorum_device %s is %s", qa, w)
+			} else if other, dup := used[qa]; dup {
+				bad(s.at("cluster", "quorum_device"), "cluster.quorum_device %s is already %s", qa, other)
+			} else {
+				used[qa] = "the quorum device"
+			}
+		}
+	}
 	for i, d := range n.DNS {
 		if _, err := netip.ParseAddr(d); err != nil {
 			bad(s.at("network", "dns", i), "network.dns %q is not an IP address", d)
@@ -507,6 +520,10 @@ func (s *Spec) validateDRBD(bad badFunc) {
 	}
 	if s.Cluster.Nodes != 2 {
 		bad(s.at("cluster", "nodes"), "drbd needs exactly 2 nodes, the cluster has %d", s.Cluster.Nodes)
+	}
+	if s.Cluster.QuorumDevice == "" {
+		bad(s.at("drbd"), "drbd needs cluster.quorum_device: the address of a corosync-qnetd on a third machine; "+
+			"without it a two-node pair cannot fence, and a partition can promote both sides (docs/cluster.md, \"Fencing\")")
 	}
 	ports, minors := map[int]bool{}, map[int]bool{}
 	for i, r := range s.DRBD {

@@ -43,6 +43,7 @@ var packages = map[string]string{
 	"crm_verify":              "pacemaker-cli-utils",
 	"crm_simulate":            "pacemaker-cli-utils",
 	"corosync":                "corosync",
+	"corosync-qnetd":          "corosync-qnetd",
 	"glusterfsd":              "glusterfs-server",
 	"glusterfs":               "glusterfs-client",
 	"apache2ctl":              "apache2",
