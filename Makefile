@@ -121,11 +121,11 @@ fresh-check:
 # The whole web cluster of a real build, through applbuild cluster: three
 # TCG guests on two cores, so it runs alone (-p 1) and takes most of an hour.
 cluster-test: deps-e2e
-	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 APPLBUILD_CLUSTER=1 $(GO) test -count=1 -p 1 -timeout 110m -v -run 'TestE2ECluster' ./e2e/ 2>&1 | tee cluster-test.log | grep -E '^(\s*--- |PASS|FAIL|ok|panic)|e2e:|_test\.go:[0-9]+: ' ; exit $${PIPESTATUS[0]}
+	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 APPLBUILD_CLUSTER=1 $(GO) test -count=1 -p 1 -timeout 150m -v -run 'TestE2ECluster' ./e2e/ 2>&1 | tee cluster-test.log | grep -E '^(\s*--- |PASS|FAIL|ok|panic)|e2e:|_test\.go:[0-9]+: ' ; exit $${PIPESTATUS[0]}
 
 # cluster-test and the partition drill (another quarter of an hour).
 cluster-test-all: deps-e2e
-	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 APPLBUILD_CLUSTER=1 APPLBUILD_CLUSTER_ALL=1 $(GO) test -count=1 -p 1 -timeout 140m -v -run 'TestE2ECluster' ./e2e/ 2>&1 | tee cluster-test.log | grep -E '^(\s*--- |PASS|FAIL|ok|panic)|e2e:|_test\.go:[0-9]+: ' ; exit $${PIPESTATUS[0]}
+	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 APPLBUILD_CLUSTER=1 APPLBUILD_CLUSTER_ALL=1 $(GO) test -count=1 -p 1 -timeout 180m -v -run 'TestE2ECluster' ./e2e/ 2>&1 | tee cluster-test.log | grep -E '^(\s*--- |PASS|FAIL|ok|panic)|e2e:|_test\.go:[0-9]+: ' ; exit $${PIPESTATUS[0]}
 
 bench: deps-bench build
 	./bench/run.sh

@@ -23,7 +23,7 @@ func TestE2EClusterMySQLHA(t *testing.T) {
 	if os.Getenv("APPLBUILD_CLUSTER") != "1" {
 		t.Skip("APPLBUILD_CLUSTER=1 (make cluster-test) boots the whole cluster")
 	}
-	testenv.Tools(t, "go", "mmdebstrap", "mke2fs", "debugfs", "qemu-system-x86_64", "qemu-img", "ssh", "ip")
+	testenv.Tools(t, "go", "mmdebstrap", "mke2fs", "debugfs", "qemu-system-x86_64", "qemu-img", "ssh", "ip", "corosync-qnetd")
 	const name = "mysql-ha"
 	b := buildPersonality(t, name, "xen")
 	c, cli := pairUp(t, b, name, poundFormTimeout)
@@ -89,30 +89,59 @@ func TestE2EClusterMySQLHA(t *testing.T) {
 	}
 	t.Logf("e2e: %s rejoined and DRBD resynced (UpToDate on both): %s", holder, time.Since(back).Round(time.Second))
 
-	drbdPartition(t, b, c, cli, ssh, name, client, sqlAs)
+	drbdPartition(t, b, c, cli, ssh, name, client, drill{
+		service: "mysql",
+		prepare: func(primary string) {
+			if _, err := ssh(primary, sqlAs+` -e "CREATE TABLE IF NOT EXISTS p (v VARCHAR(64) PRIMARY KEY) ENGINE=InnoDB"`); err != nil {
+				t.Fatalf("create the partition table: %v", err)
+			}
+		},
+		// The client returns once the row is committed (InnoDB flushes
+		// its log at commit, DRBD protocol C has it on both disks).
+		commit: func(item string) string {
+			return fmt.Sprintf(`timeout 20 %s -e "INSERT INTO p VALUES ('%s')" 2>/dev/null`, sqlAs, item)
+		},
+		stored: func(node string) []string {
+			rows, err := ssh(node, sqlAs+` -N -e "SELECT v FROM p"`)
+			if err != nil {
+				t.Fatalf("read the rows on %s: %v", node, err)
+			}
+			return strings.Fields(rows)
+		},
+	})
 }
 
+// drill is what the partition drill writes through a DRBD pair's service.
+type drill struct {
+	service string               // the singleton on DRBD
+	prepare func(primary string) // before the writers start
+	// commit is a shell command that stores item through the service's
+	// floating address and exits 0 only once the item is durable.
+	commit func(item string) string
+	// stored lists the items node holds, read once the pair has formed again.
+	stored func(node string) []string
+}
+
+// drillLog is where each writer logs, fsynced, every item acknowledged.
+const drillLog = "/var/tmp/e2e-committed"
+
 // drbdPartition pulls the cable of the DRBD pair's primary (not its
-// power) while a writer on each node commits numbered rows through
-// MariaDB's floating address and logs, fsynced, every row the server
-// acknowledged. Cut off from its peer and from the quorum device, the
-// primary must be reset by its own watchdog (diskless sbd) before it could
-// acknowledge a write its peer lacks; the peer, quorate with the quorum
-// device's vote, must fence it (stonith-watchdog-timeout), promote and
-// serve. With the cable back the old primary rejoins as secondary with no
-// split brain, and every acknowledged row of both writers is there.
+// power) while a writer on each node stores numbered items through the
+// service's floating address and logs every one acknowledged. Cut off
+// from its peer and from the quorum device, the primary must be reset by
+// its own watchdog (diskless sbd) before it could acknowledge a write its
+// peer lacks; the peer, quorate with the quorum device's vote, must fence
+// it (stonith-watchdog-timeout), promote and serve. With the cable back
+// the old primary rejoins as secondary with no split brain, and every
+// acknowledged item of both writers is there.
 func drbdPartition(t *testing.T, b *built, c *cluster.Cluster, cli func(context.Context, ...string) (string, error),
-	ssh func(node, cmd string) (string, error), name, primary, sqlAs string) {
+	ssh func(node, cmd string) (string, error), name, primary string, d drill) {
 	peer := other(b, primary)
-	if _, err := ssh(primary, sqlAs+` -e "CREATE TABLE IF NOT EXISTS p (v VARCHAR(64) PRIMARY KEY) ENGINE=InnoDB"`); err != nil {
-		t.Fatalf("create the partition table: %v", err)
-	}
-	const log = "/var/tmp/e2e-committed"
+	d.prepare(primary)
 	for _, n := range []string{primary, peer} {
-		writer := fmt.Sprintf(`i=0; while :; do i=$((i+1)); `+
-			`if timeout 20 %s -e "INSERT INTO p VALUES ('%s-$i')" 2>/dev/null; then echo "%s-$i" >>%s; sync %s; fi; sleep 0.5; done`,
-			sqlAs, n, n, log, log)
-		if _, err := ssh(n, "rm -f "+log+"; systemd-run --unit e2e-writer --collect bash -c "+shQuote(writer)); err != nil {
+		writer := fmt.Sprintf(`i=0; while :; do i=$((i+1)); if %s; then echo "%s-$i" >>%s; sync %s; fi; sleep 0.5; done`,
+			d.commit(n+"-$i"), n, drillLog, drillLog)
+		if _, err := ssh(n, "rm -f "+drillLog+"; systemd-run --unit e2e-writer --collect bash -c "+shQuote(writer)); err != nil {
 			t.Fatalf("start the writer on %s: %v", n, err)
 		}
 	}
@@ -121,14 +150,14 @@ func drbdPartition(t *testing.T, b *built, c *cluster.Cluster, cli func(context.
 		return id
 	}
 	before := bootID(primary)
-	time.Sleep(10 * time.Second) // rows from both writers before the cut
 	logged := func(n string) []string {
-		out, err := ssh(n, "cat "+log+" 2>/dev/null || true")
+		out, err := ssh(n, "cat "+drillLog+" 2>/dev/null || true")
 		if err != nil {
 			t.Errorf("read %s's log: %v", n, err)
 		}
 		return strings.Fields(out)
 	}
+	time.Sleep(15 * time.Second) // items from both writers before the cut
 	atCut := len(logged(primary))
 
 	if o, err := cli(t.Context(), "link", name, primary, "down"); err != nil {
@@ -145,16 +174,25 @@ func drbdPartition(t *testing.T, b *built, c *cluster.Cluster, cli func(context.
 	defer fcancel()
 	for {
 		st := c.Status(fctx)
-		if w := st.Where("mysql"); len(w) == 1 && w[0] == peer && endpointAnswers(st, "mysql") {
+		if w := st.Where(d.service); len(w) == 1 && w[0] == peer && endpointAnswers(st, d.service) {
 			break
 		}
 		if fctx.Err() != nil {
-			t.Fatalf("with %s's cable pulled, MariaDB did not move to %s within %s\n%s", primary, peer, poundFailoverTimeout, diagnoseCluster(t.Context(), c))
+			t.Fatalf("with %s's cable pulled, %s did not move to %s within %s\n%s", primary, d.service, peer, poundFailoverTimeout, diagnoseCluster(t.Context(), c))
 		}
 		time.Sleep(3 * time.Second)
 	}
-	t.Logf("e2e: %s's cable pulled; MariaDB answered from %s %s later", primary, peer, time.Since(cut).Round(time.Second))
-	time.Sleep(20 * time.Second) // the peer's writer commits on the new primary
+	t.Logf("e2e: %s's cable pulled; %s answered from %s %s later", primary, d.service, peer, time.Since(cut).Round(time.Second))
+	atMove := len(logged(peer))
+	wctx, wcancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer wcancel()
+	for len(logged(peer)) < atMove+5 {
+		if wctx.Err() != nil {
+			t.Fatalf("%s's writer stored nothing more on the new primary within 5 minutes", peer)
+		}
+		time.Sleep(5 * time.Second)
+	}
+	t.Logf("e2e: %s's writer stores again: %s after the cut", peer, time.Since(cut).Round(time.Second))
 
 	if o, err := cli(t.Context(), "link", name, primary, "up"); err != nil {
 		t.Fatalf("cluster link up: %v\n%s", err, o)
@@ -182,12 +220,8 @@ func drbdPartition(t *testing.T, b *built, c *cluster.Cluster, cli func(context.
 	for _, n := range []string{primary, peer} {
 		_, _ = ssh(n, "systemctl stop e2e-writer")
 	}
-	rows, err := ssh(peer, sqlAs+` -N -e "SELECT v FROM p"`)
-	if err != nil {
-		t.Fatalf("read the rows: %v", err)
-	}
 	have := map[string]bool{}
-	for _, r := range strings.Fields(rows) {
+	for _, r := range d.stored(peer) {
 		have[r] = true
 	}
 	for _, n := range []string{primary, peer} {
@@ -199,15 +233,15 @@ func drbdPartition(t *testing.T, b *built, c *cluster.Cluster, cli func(context.
 			}
 		}
 		if len(lost) > 0 {
-			t.Errorf("%s: %d of its %d acknowledged rows are lost: %v", n, len(lost), len(l), lost)
+			t.Errorf("%s: %d of its %d acknowledged items are lost: %v", n, len(lost), len(l), lost)
 		}
 		if n == primary {
-			t.Logf("e2e: %s (cut off) had %d rows acknowledged, %d of them after the cut; all there", n, len(l), len(l)-atCut)
+			t.Logf("e2e: %s (cut off) had %d items acknowledged, %d of them after the cut; all there", n, len(l), len(l)-atCut)
 		} else {
-			t.Logf("e2e: %s had %d rows acknowledged; all there", n, len(l))
+			t.Logf("e2e: %s had %d items acknowledged; all there", n, len(l))
 		}
 		if len(l) == 0 {
-			t.Errorf("%s's writer committed nothing: the drill proves nothing", n)
+			t.Errorf("%s's writer stored nothing: the drill proves nothing", n)
 		}
 	}
 }

@@ -71,8 +71,11 @@ func newClusterUpCmd(g *globals, out *string) *cobra.Command {
 cluster has formed: every node up, every GlusterFS volume started and
 mounted wherever the fstab says, every node online in Pacemaker, every
 clone on every node, every singleton on exactly one with its floating
-address answering, and no failed unit on any node. It prints each step
-as it is reached, then where each service runs.
+address answering, and no failed unit on any node; for a pair with a
+quorum device (nfs-ha, mysql-ha) also sbd active and the device's vote
+counted on every node. applbuild stands in for the site's corosync-qnetd
+on cluster.quorum_device, inside the cluster's network namespace. It
+prints each step as it is reached, then where each service runs.
 
 Ctrl-C while it waits stops the wait, not the nodes ("cluster down" does).
 If the cluster does not form within --timeout, up says what is missing,
