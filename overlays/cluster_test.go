@@ -84,7 +84,10 @@ func TestCorosyncConfContent(t *testing.T) {
 				t.Errorf("quorum device configured: %v, want %q", hasDevice, tc.qdevice)
 			}
 			if tc.qdevice != "" {
-				for _, want := range []string{"wait_for_all: 1", "host: " + tc.qdevice, "port: 5403", "algorithm: ffsplit"} {
+				// sbd distrusts the device's vote (and never starts) when
+				// its sync_timeout is above the watchdog's timeout.
+				sync := fmt.Sprintf("sync_timeout: %d\n", pl.Fencing.WatchdogTimeout*1000)
+				for _, want := range []string{"wait_for_all: 1", "host: " + tc.qdevice, "port: 5403", "algorithm: ffsplit", sync} {
 					if !strings.Contains(conf, want) {
 						t.Errorf("corosync.conf lacks %q", want)
 					}
