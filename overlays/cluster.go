@@ -219,7 +219,9 @@ var (
 	// Pacemaker keys recurring operations by name and interval.
 	drbdOps = []opSpec{
 		{"start", "0s", "240s", ""}, {"stop", "0s", "100s", ""},
-		{"promote", "0s", "90s", ""}, {"demote", "0s", "90s", ""}, {"notify", "0s", "90s", ""},
+		// A promotion may wait for DRBD's fence-peer handler, which polls
+		// the cluster for up to its --timeout (fencePeerTimeout, 122 s).
+		{"promote", "0s", "180s", ""}, {"demote", "0s", "90s", ""}, {"notify", "0s", "90s", ""},
 		{"monitor", "29s", "20s", "Promoted"}, {"monitor", "31s", "20s", "Unpromoted"},
 	}
 )

@@ -59,7 +59,7 @@ func TestDRBDConfig(t *testing.T) {
 				}
 				if pl.Fencing != nil {
 					for _, want := range []string{"fencing          resource-and-stonith;",
-						`fence-peer       "/usr/lib/drbd/crm-fence-peer.sh --timeout`,
+						`fence-peer       "/usr/lib/applbuild/fence-peer --timeout`,
 						"after-resync-target /usr/lib/drbd/crm-unfence-peer.sh;"} {
 						if !strings.Contains(out, want) {
 							t.Errorf("drbdadm-84 dump lacks %q:\n%s", want, out)

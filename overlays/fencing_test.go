@@ -36,8 +36,13 @@ func TestFencingFiles(t *testing.T) {
 			if want := fmt.Sprintf("yes /dev/watchdog %d none", pl.Fencing.WatchdogTimeout); err != nil || string(out) != want {
 				t.Errorf("%s: /etc/default/sbd reads as %q (%v), want %q", n.Name, out, err, want)
 			}
-			if f := mustFile(t, files, watchdogPath); f.Mode != 0o755 {
-				t.Errorf("%s: mode %v", f.Path, f.Mode)
+			for _, p := range []string{watchdogPath, fencePeerPath, cibadminShim} {
+				if f := mustFile(t, files, p); f.Mode != 0o755 {
+					t.Errorf("%s: mode %v", f.Path, f.Mode)
+				}
+			}
+			if h := string(mustFile(t, files, fencePeerPath).Data); !strings.Contains(h, "exec /usr/lib/drbd/crm-fence-peer.sh \"$@\"") {
+				t.Errorf("the fence-peer handler does not run crm-fence-peer.sh:\n%s", h)
 			}
 			if d := string(mustFile(t, files, sbdDropIn).Data); !strings.Contains(d, "ExecStartPre="+watchdogPath+"\n") {
 				t.Errorf("%s: the sbd drop-in does not run the watchdog step:\n%s", n.Name, d)
@@ -125,6 +130,45 @@ func TestWatchdogStep(t *testing.T) {
 				t.Errorf("modprobe calls %q, want %q", calls, tc.wantCalls)
 			}
 		})
+	}
+}
+
+// TestCibadminShim: a query's node states come back in the words
+// crm-fence-peer.sh knows, with cibadmin's exit status; anything else is
+// passed through untouched. The "real" cibadmin is a stub printing
+// Pacemaker 3's status section (as a trixie node's held it, fenced n1).
+func TestCibadminShim(t *testing.T) {
+	testenv.Tools(t, "bash", "sed", "shellcheck")
+	pl := planFor(t, "mysql-ha")
+	shim := writeTemp(t, "cibadmin", string(mustFile(t, renderNode(t, pl, "n1"), cibadminShim).Data))
+	if out, err := run.Output(context.Background(), "shellcheck", "--shell=bash", "--severity=style", shim); err != nil {
+		t.Errorf("shellcheck: %v\n%s", err, out)
+	}
+	const pcmk3 = `<node_state id="2" uname="n2" in_ccm="1796281612" crmd="1796281612" join="member" expected="member">
+<node_state id="1" uname="n1" in_ccm="0" crmd="0" crm-debug-origin="send_stonith_update" join="down" expected="down"/>`
+	stub := writeTemp(t, "real", "#!/bin/sh\necho \"args: $*\"\ncat <<'X'\n"+pcmk3+"\nX\nexit ${STUB_EXIT:-0}\n")
+	for _, tc := range []struct {
+		args []string
+		exit string
+		want string
+	}{
+		{[]string{"-Ql"}, "0", `args: -Ql
+<node_state id="2" uname="n2" in_ccm="true" crmd="online" join="member" expected="member">
+<node_state id="1" uname="n1" in_ccm="false" crmd="offline" crm-debug-origin="send_stonith_update" join="down" expected="down"/>`},
+		{[]string{"-Q", "-t", "5"}, "105", `args: -Q -t 5
+<node_state id="2" uname="n2" in_ccm="true" crmd="online" join="member" expected="member">
+<node_state id="1" uname="n1" in_ccm="false" crmd="offline" crm-debug-origin="send_stonith_update" join="down" expected="down"/>`},
+		{[]string{"-C", "-o", "constraints", "-X", "<x/>"}, "21", "args: -C -o constraints -X <x/>\n" + pcmk3},
+	} {
+		cmd := exec.Command("bash", append([]string{shim}, tc.args...)...)
+		cmd.Env = append(os.Environ(), "APPLBUILD_CIBADMIN="+stub, "STUB_EXIT="+tc.exit)
+		out, _ := cmd.Output()
+		if got := strings.TrimSpace(string(out)); got != tc.want {
+			t.Errorf("cibadmin %v:\n got %s\nwant %s", tc.args, got, tc.want)
+		}
+		if code := fmt.Sprint(cmd.ProcessState.ExitCode()); code != tc.exit {
+			t.Errorf("cibadmin %v exits %s, want %s", tc.args, code, tc.exit)
+		}
 	}
 }
 
