@@ -31,9 +31,9 @@ func TestFencingFiles(t *testing.T) {
 		for _, n := range pl.Nodes {
 			files := renderNode(t, pl, n.Name)
 			sbd := string(mustFile(t, files, sbdDefaultsPath).Data)
-			out, err := exec.Command("sh", "-c", `set -eu; . "$1"; printf '%s %s %s %s' "$SBD_PACEMAKER" "$SBD_WATCHDOG_DEV" "$SBD_WATCHDOG_TIMEOUT" "${SBD_DEVICE-none}"`,
+			out, err := exec.Command("sh", "-c", `set -eu; . "$1"; printf '%s %s %s %s %s' "$SBD_PACEMAKER" "$SBD_WATCHDOG_DEV" "$SBD_WATCHDOG_TIMEOUT" "${SBD_DEVICE-none}" "$SBD_SYNC_RESOURCE_STARTUP"`,
 				"sh", writeTemp(t, "sbd", sbd)).CombinedOutput()
-			if want := fmt.Sprintf("yes /dev/watchdog %d none", pl.Fencing.WatchdogTimeout); err != nil || string(out) != want {
+			if want := fmt.Sprintf("yes /dev/watchdog %d none no", pl.Fencing.WatchdogTimeout); err != nil || string(out) != want {
 				t.Errorf("%s: /etc/default/sbd reads as %q (%v), want %q", n.Name, out, err, want)
 			}
 			for _, p := range []string{watchdogPath, fencePeerPath, cibadminShim} {
