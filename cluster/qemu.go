@@ -162,12 +162,30 @@ func startNode(ctx context.Context, ns string, n *Node) error {
 	return nil
 }
 
-// nodePID is the pid of the node's running QEMU, or 0. The pid file is
-// believed only if that process is a QEMU of this node's state directory:
-// a stale file after a host reboot must not make applbuild kill a
-// stranger that got the same pid.
+// nodePID is the pid of the node's running QEMU, or 0 (see pidFromFile:
+// QEMU's command line names the node's pid file).
 func nodePID(n *Node) int {
-	b, err := os.ReadFile(nodeFiles{n.Dir}.pid())
+	pf := nodeFiles{n.Dir}.pid()
+	return pidFromFile(pf, pf)
+}
+
+// killNode pulls the node's power: SIGKILL, no shutdown. It waits until
+// the process is gone.
+func killNode(n *Node) error {
+	if nodePID(n) == 0 {
+		return nil
+	}
+	if err := killAndWait(n.Name, func() int { return nodePID(n) }); err != nil {
+		return err
+	}
+	return os.Remove(nodeFiles{n.Dir}.pid())
+}
+
+// pidFromFile is the pid written in pidFile, or 0. It is believed only if
+// that process's command line contains mark: a stale file after a host
+// reboot must not make applbuild kill a stranger that got the same pid.
+func pidFromFile(pidFile, mark string) int {
+	b, err := os.ReadFile(pidFile)
 	if err != nil {
 		return 0
 	}
@@ -176,27 +194,27 @@ func nodePID(n *Node) int {
 		return 0
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !bytes.Contains(cmdline, []byte(nodeFiles{n.Dir}.pid())) {
+	if err != nil || !bytes.Contains(cmdline, []byte(mark)) {
 		return 0
 	}
 	return pid
 }
 
-// killNode pulls the node's power: SIGKILL, no shutdown. It waits until
-// the process is gone.
-func killNode(n *Node) error {
-	pid := nodePID(n)
-	if pid == 0 {
+// killAndWait sends SIGKILL to the process pid() names, if any, and
+// waits (10 s at most) until pid() says it is gone.
+func killAndWait(what string, pid func() int) error {
+	p := pid()
+	if p == 0 {
 		return nil
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
-		return fmt.Errorf("kill %s (pid %d): %w", n.Name, pid, err)
+	if err := syscall.Kill(p, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
+		return fmt.Errorf("kill %s (pid %d): %w", what, p, err)
 	}
-	for i := 0; i < 100 && nodePID(n) != 0; i++ {
+	for i := 0; i < 100 && pid() != 0; i++ {
 		time.Sleep(100 * time.Millisecond)
 	}
-	if nodePID(n) != 0 {
-		return fmt.Errorf("%s (pid %d) does not die", n.Name, pid)
+	if pid() != 0 {
+		return fmt.Errorf("%s (pid %d) does not die", what, p)
 	}
-	return os.Remove(nodeFiles{n.Dir}.pid())
+	return nil
 }

@@ -1,15 +1,12 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/applbuild/applbuild/internal/run"
@@ -73,41 +70,14 @@ func (c *Cluster) startQNetd(ctx context.Context) error {
 	return nil
 }
 
-// qnetdPID is the pid of this cluster's corosync-qnetd, or 0; believed
-// only if that process's command line names this cluster's lock file.
+// qnetdPID is the pid of this cluster's corosync-qnetd, or 0: its command
+// line names this cluster's lock file.
 func (c *Cluster) qnetdPID() int {
 	if c.Dir == "" {
 		return 0
 	}
-	b, err := os.ReadFile(c.qnetdLock())
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !bytes.Contains(cmdline, []byte(c.qnetdLock())) {
-		return 0
-	}
-	return pid
+	return pidFromFile(c.qnetdLock(), c.qnetdLock())
 }
 
 // stopQNetd kills this cluster's corosync-qnetd and waits until it is gone.
-func (c *Cluster) stopQNetd() error {
-	pid := c.qnetdPID()
-	if pid == 0 {
-		return nil
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
-		return fmt.Errorf("kill corosync-qnetd (pid %d): %w", pid, err)
-	}
-	for i := 0; i < 100 && c.qnetdPID() != 0; i++ {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if c.qnetdPID() != 0 {
-		return fmt.Errorf("corosync-qnetd (pid %d) does not die", pid)
-	}
-	return nil
-}
+func (c *Cluster) stopQNetd() error { return killAndWait("corosync-qnetd", c.qnetdPID) }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -377,5 +378,36 @@ func TestProblemsFencing(t *testing.T) {
 				t.Errorf("problems %q lack %q", probs, tt.want)
 			}
 		})
+	}
+}
+
+// TestPidFromFile: a pid file is believed only for a process whose
+// command line carries the mark, and killAndWait leaves it dead.
+func TestPidFromFile(t *testing.T) {
+	dir := t.TempDir()
+	pf := filepath.Join(dir, "x.pid")
+	cmd := exec.Command("sh", "-c", "sleep 60; : "+pf) // the pid file's path is the mark in its command line
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	go cmd.Wait() // reap it, so it leaves no zombie whose cmdline lingers
+	if err := os.WriteFile(pf, []byte(fmt.Sprintf("%d\n", cmd.Process.Pid)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := pidFromFile(pf, pf); got != cmd.Process.Pid {
+		t.Fatalf("pidFromFile = %d, want %d", got, cmd.Process.Pid)
+	}
+	if got := pidFromFile(pf, "another mark"); got != 0 {
+		t.Errorf("a process without the mark is believed: %d", got)
+	}
+	if got := pidFromFile(filepath.Join(dir, "none"), pf); got != 0 {
+		t.Errorf("a missing pid file gives %d", got)
+	}
+	if err := killAndWait("sleeper", func() int { return pidFromFile(pf, pf) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := pidFromFile(pf, pf); got != 0 {
+		t.Errorf("after killAndWait the process is still there: %d", got)
 	}
 }
