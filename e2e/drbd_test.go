@@ -139,11 +139,7 @@ func drbdPartition(t *testing.T, b *built, c *cluster.Cluster, cli func(context.
 	peer := other(b, primary)
 	d.prepare(primary)
 	for _, n := range []string{primary, peer} {
-		writer := fmt.Sprintf(`i=0; while :; do i=$((i+1)); if %s; then echo "%s-$i" >>%s; sync %s; fi; sleep 0.5; done`,
-			d.commit(n+"-$i"), n, drillLog, drillLog)
-		if _, err := ssh(n, "rm -f "+drillLog+"; systemd-run --unit e2e-writer --collect bash -c "+shQuote(writer)); err != nil {
-			t.Fatalf("start the writer on %s: %v", n, err)
-		}
+		startWriter(t, ssh, n, d.commit, "0.5")
 	}
 	bootID := func(n string) string {
 		id, _ := ssh(n, "cat /proc/sys/kernel/random/boot_id")
@@ -243,6 +239,18 @@ func drbdPartition(t *testing.T, b *built, c *cluster.Cluster, cli func(context.
 		if len(l) == 0 {
 			t.Errorf("%s's writer stored nothing: the drill proves nothing", n)
 		}
+	}
+}
+
+// startWriter starts, as the unit e2e-writer on node, a loop that stores
+// item node-1, node-2, … with commit, one every pause seconds, and appends
+// each item commit acknowledged to drillLog, fsynced.
+func startWriter(t *testing.T, ssh func(node, cmd string) (string, error), node string, commit func(item string) string, pause string) {
+	t.Helper()
+	writer := fmt.Sprintf(`i=0; while :; do i=$((i+1)); if %s; then echo "%s-$i" >>%s; sync %s; fi; sleep %s; done`,
+		commit(node+"-$i"), node, drillLog, drillLog, pause)
+	if _, err := ssh(node, "rm -f "+drillLog+"; systemd-run --unit e2e-writer --collect bash -c "+shQuote(writer)); err != nil {
+		t.Fatalf("start the writer on %s: %v", node, err)
 	}
 }
 

@@ -66,11 +66,7 @@ func TestE2EClusterNFSHA(t *testing.T) {
 		t.Fatalf("make the test directory on %s: %v", holder, err)
 	}
 	mount(client)
-	writer := fmt.Sprintf(`i=0; while :; do i=$((i+1)); if %s; then echo "%s-$i" >>%s; sync %s; fi; sleep 1; done`,
-		commit(client+"-$i"), client, drillLog, drillLog)
-	if _, err := ssh(client, "rm -f "+drillLog+"; systemd-run --unit e2e-writer --collect bash -c "+shQuote(writer)); err != nil {
-		t.Fatalf("start the writer on %s: %v", client, err)
-	}
+	startWriter(t, ssh, client, commit, "1")
 	logged := func() []string {
 		out, _ := ssh(client, "cat "+drillLog+" 2>/dev/null || true")
 		return strings.Fields(out)
