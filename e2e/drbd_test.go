@@ -51,18 +51,7 @@ func TestE2EClusterMySQLHA(t *testing.T) {
 	if o, err := cli(t.Context(), "kill", name, holder); err != nil {
 		t.Fatalf("cluster kill: %v\n%s", err, o)
 	}
-	fctx, fcancel := context.WithTimeout(t.Context(), poundFailoverTimeout)
-	defer fcancel()
-	for {
-		st := c.Status(fctx)
-		if w := st.Where("mysql"); len(w) == 1 && w[0] == client && endpointAnswers(st, "mysql") {
-			break
-		}
-		if fctx.Err() != nil {
-			t.Fatalf("MariaDB did not move to %s within %s\n%s", client, poundFailoverTimeout, diagnoseCluster(t.Context(), c))
-		}
-		time.Sleep(3 * time.Second)
-	}
+	waitServedBy(t, c, "mysql", client, "after the power cut")
 	t.Logf("e2e: %s lost its power; MariaDB answered from %s %s later", holder, client, time.Since(killed).Round(time.Second))
 	if got, err := ssh(client, sqlAs+` -N -e "SELECT v FROM r WHERE v='`+row+`'"`); err != nil || got != row {
 		t.Errorf("after the failover the committed row reads %q, %v; want %q", got, err, row)
@@ -166,18 +155,7 @@ func drbdPartition(t *testing.T, b *built, c *cluster.Cluster, cli func(context.
 			_, _ = cli(context.Background(), "link", name, primary, "up")
 		}
 	}()
-	fctx, fcancel := context.WithTimeout(t.Context(), poundFailoverTimeout)
-	defer fcancel()
-	for {
-		st := c.Status(fctx)
-		if w := st.Where(d.service); len(w) == 1 && w[0] == peer && endpointAnswers(st, d.service) {
-			break
-		}
-		if fctx.Err() != nil {
-			t.Fatalf("with %s's cable pulled, %s did not move to %s within %s\n%s", primary, d.service, peer, poundFailoverTimeout, diagnoseCluster(t.Context(), c))
-		}
-		time.Sleep(3 * time.Second)
-	}
+	waitServedBy(t, c, d.service, peer, "with "+primary+"'s cable pulled")
 	t.Logf("e2e: %s's cable pulled; %s answered from %s %s later", primary, d.service, peer, time.Since(cut).Round(time.Second))
 	atMove := len(logged(peer))
 	wctx, wcancel := context.WithTimeout(t.Context(), 5*time.Minute)
@@ -239,6 +217,25 @@ func drbdPartition(t *testing.T, b *built, c *cluster.Cluster, cli func(context.
 		if len(l) == 0 {
 			t.Errorf("%s's writer stored nothing: the drill proves nothing", n)
 		}
+	}
+}
+
+// waitServedBy waits (poundFailoverTimeout at most) until service runs on
+// node alone and answers on its floating address; when it does not, the
+// test fails with when (what happened) and the cluster's diagnosis.
+func waitServedBy(t *testing.T, c *cluster.Cluster, service, node, when string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), poundFailoverTimeout)
+	defer cancel()
+	for {
+		st := c.Status(ctx)
+		if w := st.Where(service); len(w) == 1 && w[0] == node && endpointAnswers(st, service) {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%s, %s did not move to %s within %s\n%s", when, service, node, poundFailoverTimeout, diagnoseCluster(t.Context(), c))
+		}
+		time.Sleep(3 * time.Second)
 	}
 }
 

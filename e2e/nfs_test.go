@@ -81,18 +81,7 @@ func TestE2EClusterNFSHA(t *testing.T) {
 		t.Fatalf("cluster kill: %v\n%s", err, o)
 	}
 	atKill := len(logged())
-	fctx, fcancel := context.WithTimeout(t.Context(), poundFailoverTimeout)
-	defer fcancel()
-	for {
-		st := c.Status(fctx)
-		if w := st.Where("nfs"); len(w) == 1 && w[0] == client && endpointAnswers(st, "nfs") {
-			break
-		}
-		if fctx.Err() != nil {
-			t.Fatalf("the NFS server did not move to %s within %s\n%s", client, poundFailoverTimeout, diagnoseCluster(t.Context(), c))
-		}
-		time.Sleep(3 * time.Second)
-	}
+	waitServedBy(t, c, "nfs", client, "after the power cut")
 	t.Logf("e2e: %s lost its power; the NFS server answered from %s %s later", holder, client, time.Since(killed).Round(time.Second))
 	// NFSv4's grace period (90 s) holds new writes back after a restart.
 	wctx, wcancel := context.WithTimeout(t.Context(), 5*time.Minute)
