@@ -7,7 +7,7 @@ SHELL := /bin/bash
 #   make e2e-physical  scm as a raw disk: checked, rebuilt, booted by SeaBIOS and Secure Boot OVMF (part of e2e)
 #   make cluster-test  web-cluster's three nodes booted together: formation, failover, rejoin;
 #                      mysql-ha's and nfs-ha's pairs: power cut and partition drill
-#   make cluster-test-ci  the mysql-ha part of it (in CI)
+#   make cluster-test-ci  the mysql-ha part of it (not in CI yet: passed 1 of 2 runs)
 #   make chaos   builds killed at random moments of every stage, then checked (half an hour)
 #   make fresh-check  make run and make test in a new minimal Debian 12 root (an hour)
 #   make bench   benchmarks against the peers, written to docs/benchmarks.md
@@ -125,9 +125,8 @@ fresh-check:
 cluster-test: deps-e2e
 	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 APPLBUILD_CLUSTER=1 $(GO) test -count=1 -p 1 -timeout 150m -v -run 'TestE2ECluster' ./e2e/ 2>&1 | tee cluster-test.log | grep -E '^(\s*--- |PASS|FAIL|ok|panic)|e2e:|_test\.go:[0-9]+: ' ; exit $${PIPESTATUS[0]}
 
-# What CI runs of cluster-test: mysql-ha's pair, a power cut and the
-# partition drill (~14 min). web-cluster's formation alone takes ~45 min
-# on CI's two cores, more than its 75-minute budget leaves.
+# The part of cluster-test meant for CI: mysql-ha's pair, a power cut and
+# the partition drill (~14 min). Not in .ci/run yet (see there).
 cluster-test-ci: deps-e2e
 	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 APPLBUILD_CLUSTER=1 $(GO) test -count=1 -p 1 -timeout 40m -v -run 'TestE2EClusterMySQLHA' ./e2e/ 2>&1 | tee cluster-test.log | grep -E '^(\s*--- |PASS|FAIL|ok|panic)|e2e:|_test\.go:[0-9]+: ' ; exit $${PIPESTATUS[0]}
 
