@@ -130,9 +130,9 @@ func testPlan() *builder.Plan {
 	}
 }
 
-func TestProblems(t *testing.T) {
-	c := &Cluster{Plan: *testPlan()}
-	formed := &Status{
+// formedStatus is testPlan's cluster, formed.
+func formedStatus() *Status {
+	return &Status{
 		Nodes: []NodeStatus{
 			{Name: "n1", SSH: true, Mounts: []string{"/var/www"}, DRBD: []DRBDState{{"mysql", "Connected", "UpToDate/UpToDate"}}},
 			{Name: "n2", SSH: true, Mounts: []string{"/var/www"}, DRBD: []DRBDState{{"mysql", "Connected", "UpToDate/UpToDate"}}},
@@ -144,6 +144,11 @@ func TestProblems(t *testing.T) {
 		Endpoints: []Endpoint{{Service: "mysql", Addr: "192.168.224.170:3306", Answers: true}},
 		Reported:  true,
 	}
+}
+
+func TestProblems(t *testing.T) {
+	c := &Cluster{Plan: *testPlan()}
+	formed := formedStatus()
 	if probs := c.Problems(formed); len(probs) != 0 {
 		t.Fatalf("a formed cluster has problems: %v", probs)
 	}
@@ -347,17 +352,9 @@ func TestProblemsFencing(t *testing.T) {
 	pl := testPlan()
 	pl.Fencing = &builder.Fencing{QDevice: "192.168.224.250", QPort: 5403}
 	c := &Cluster{Plan: *pl}
-	formed := &Status{
-		Nodes: []NodeStatus{
-			{Name: "n1", SSH: true, Mounts: []string{"/var/www"}, DRBD: []DRBDState{{"mysql", "Connected", "UpToDate/UpToDate"}}, SBD: "active", QDevice: "A,V,NMW"},
-			{Name: "n2", SSH: true, Mounts: []string{"/var/www"}, DRBD: []DRBDState{{"mysql", "Connected", "UpToDate/UpToDate"}}, SBD: "active", QDevice: "A,V,NMW"},
-		},
-		Peers:     1,
-		Volumes:   []Volume{{Name: "www", Status: "Started", Type: "Replicate", Bricks: 2}},
-		Online:    []string{"n1", "n2"},
-		Resources: []Resource{{ID: "apache2", Nodes: []string{"n1", "n2"}}, {ID: "mysql", Nodes: []string{"n2"}}},
-		Endpoints: []Endpoint{{Service: "mysql", Addr: "192.168.224.170:3306", Answers: true}},
-		Reported:  true,
+	formed := formedStatus()
+	for i := range formed.Nodes {
+		formed.Nodes[i].SBD, formed.Nodes[i].QDevice = "active", "A,V,NMW"
 	}
 	if probs := c.Problems(formed); len(probs) != 0 {
 		t.Fatalf("a formed cluster has problems: %v", probs)
