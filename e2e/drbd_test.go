@@ -18,16 +18,8 @@ import (
 // its UpToDate copy and serves the row on the same address); the dead node
 // comes back, rejoins, and DRBD is UpToDate on both sides again.
 func TestE2EClusterMySQLHA(t *testing.T) {
-	testenv.Slow(t)
-	testenv.Root(t)
-	if os.Getenv("APPLBUILD_CLUSTER") != "1" {
-		t.Skip("APPLBUILD_CLUSTER=1 (make cluster-test) boots the whole cluster")
-	}
-	testenv.Tools(t, "go", "mmdebstrap", "mke2fs", "debugfs", "qemu-system-x86_64", "qemu-img", "ssh", "ip", "corosync-qnetd")
 	const name = "mysql-ha"
-	b := buildPersonality(t, name, "xen")
-	c, cli := pairUp(t, b, name, poundFormTimeout)
-	ssh := clusterSSH(t, c)
+	b, c, cli, ssh := drbdPairUp(t, name)
 
 	st := c.Status(t.Context())
 	holder := first(st.Where("mysql"))
@@ -98,6 +90,22 @@ func TestE2EClusterMySQLHA(t *testing.T) {
 			return strings.Fields(rows)
 		},
 	})
+}
+
+// drbdPairUp builds a DRBD pair's personality for Xen and brings it up
+// with applbuild cluster (make cluster-test only), as TestE2EClusterMySQLHA
+// and TestE2EClusterNFSHA start.
+func drbdPairUp(t *testing.T, name string) (*built, *cluster.Cluster, func(context.Context, ...string) (string, error), func(node, cmd string) (string, error)) {
+	t.Helper()
+	testenv.Slow(t)
+	testenv.Root(t)
+	if os.Getenv("APPLBUILD_CLUSTER") != "1" {
+		t.Skip("APPLBUILD_CLUSTER=1 (make cluster-test) boots the whole cluster")
+	}
+	testenv.Tools(t, "go", "mmdebstrap", "mke2fs", "debugfs", "qemu-system-x86_64", "qemu-img", "ssh", "ip", "corosync-qnetd")
+	b := buildPersonality(t, name, "xen")
+	c, cli := pairUp(t, b, name, poundFormTimeout)
+	return b, c, cli, clusterSSH(t, c)
 }
 
 // drill is what the partition drill writes through a DRBD pair's service.

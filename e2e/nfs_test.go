@@ -3,12 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/applbuild/applbuild/internal/testenv"
 )
 
 // TestE2EClusterNFSHA: nfs-ha's two nodes (an NFS server on DRBD, protocol
@@ -23,16 +20,8 @@ import (
 // client, and a third guest would not fit beside two TCG guests on two
 // cores.
 func TestE2EClusterNFSHA(t *testing.T) {
-	testenv.Slow(t)
-	testenv.Root(t)
-	if os.Getenv("APPLBUILD_CLUSTER") != "1" {
-		t.Skip("APPLBUILD_CLUSTER=1 (make cluster-test) boots the whole cluster")
-	}
-	testenv.Tools(t, "go", "mmdebstrap", "mke2fs", "debugfs", "qemu-system-x86_64", "qemu-img", "ssh", "ip", "corosync-qnetd")
 	const name = "nfs-ha"
-	b := buildPersonality(t, name, "xen")
-	c, cli := pairUp(t, b, name, poundFormTimeout)
-	ssh := clusterSSH(t, c)
+	b, c, cli, ssh := drbdPairUp(t, name)
 	export := b.plan.NFS[0].Path
 	const mnt = "/mnt/e2e"
 	vip := serviceIP(b, "nfs")
