@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -253,6 +254,18 @@ func monitCheck(t *testing.T, conf []byte) (string, bool) {
 	return sysCombined(t, "monit", "-v", "-t", "-c", rc)
 }
 
+// monitBlocks are the checks in monit -v's listing whose first line starts
+// with kind ("Process Name", "Program Name").
+func monitBlocks(out, kind string) []string {
+	var bs []string
+	for _, b := range strings.Split(out, "\n\n") {
+		if strings.HasPrefix(strings.TrimLeft(b, "\n"), kind) {
+			bs = append(bs, b+"\n")
+		}
+	}
+	return bs
+}
+
 func TestSystemMonit(t *testing.T) {
 	testenv.Tools(t, "monit")
 	sysEveryNode(t, func(t *testing.T, pl *builder.Plan, node string, files map[string]File) {
@@ -268,6 +281,18 @@ func TestSystemMonit(t *testing.T) {
 		} {
 			if !strings.Contains(out, w) {
 				t.Errorf("monit -v -t lacks %q", w)
+			}
+		}
+		// monit resolves what it does to a missing process: start it.
+		// Its default, restart, stops the unit first, and a stop cancels
+		// the start job systemd still holds queued at boot.
+		procs := monitBlocks(out, "Process Name")
+		if len(procs) == 0 {
+			t.Errorf("monit -v -t lists no process:\n%s", out)
+		}
+		for _, b := range procs {
+			if !strings.Contains(b, "Existence            = if does not exist then start\n") {
+				t.Errorf("monit does not start a missing process:\n%s", b)
 			}
 		}
 		conf := string(f.Data)
@@ -301,8 +326,18 @@ func TestSystemMonit(t *testing.T) {
 				t.Errorf("no %q", w)
 			}
 		}
-		if out, failed := monitCheck(t, conf); failed {
+		out, failed := monitCheck(t, conf)
+		if failed {
 			t.Fatalf("monit -t: %s\n%s", out, conf)
+		}
+		progs := monitBlocks(out, "Program Name")
+		if len(progs) != 1 {
+			t.Errorf("monit -v -t lists %d programs, want cron:\n%s", len(progs), out)
+		}
+		for _, b := range progs {
+			if !regexp.MustCompile(`Status += if exit value != 0 for 2 cycles then start\n`).MatchString(b) {
+				t.Errorf("monit does not start a unit that is not active:\n%s", b)
+			}
 		}
 	})
 	t.Run("broken", func(t *testing.T) {
