@@ -169,6 +169,7 @@ func Build(ctx context.Context, o Options) (_ *Result, err error) {
 		if s, ok := t.(target.Seeder); ok {
 			req.Files = s.RootfsFiles(pl)
 		}
+		req.Files = append(req.Files, overlays.RootfsFiles(pl)...)
 		st.Printf("Debian %s, %d packages requested", pl.Suite, len(req.Packages))
 		entry, err = o.Cache.Get(ctx, req, st.Line)
 		st.Done(err)
