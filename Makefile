@@ -22,7 +22,7 @@ GOFLAGS  ?=
 BUILD_DEBS := e2fsprogs mmdebstrap debootstrap uidmap debian-archive-keyring \
 	xz-utils zstd tar util-linux systemd dosfstools mtools squashfs-tools
 TEST_DEBS := $(BUILD_DEBS) openssh-client openssh-server sudo iproute2 shellcheck \
-	pacemaker pacemaker-cli-utils corosync drbd-utils nfs-kernel-server \
+	pacemaker pacemaker-cli-utils resource-agents corosync drbd-utils nfs-kernel-server \
 	glusterfs-server glusterfs-client fuse3 rsync monit ifupdown \
 	apache2 libapache2-mod-svn subversion cvs mariadb-server mariadb-client \
 	lvm2 systemd-container dsh base-passwd libxen-dev gcc libc6-dev grub-common time \

@@ -32,9 +32,7 @@ func TestRootfsFilesNFS(t *testing.T) {
 // rest of the package.
 func TestNFSDpkgExclude(t *testing.T) {
 	testenv.Tools(t, "dpkg", "dpkg-deb")
-	if os.Geteuid() != 0 {
-		t.Skip("dpkg --root needs root")
-	}
+	testenv.Root(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 	pkg := filepath.Join(dir, "pkg")
@@ -82,5 +80,36 @@ func TestNFSDpkgExclude(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "usr/sbin/rpc.nfsd")); err != nil {
 		t.Errorf("dpkg left out the rest of the package: %v", err)
+	}
+}
+
+// TestNFSOnly: every NFS server unit waits for the file nfsserver writes
+// before it starts them, the file the installed agent really writes, and
+// nfs-server keeps no condition on Pacemaker's systemd class, which never
+// runs it.
+func TestNFSOnly(t *testing.T) {
+	const agent = "/usr/lib/ocf/resource.d/heartbeat/nfsserver"
+	testenv.Files(t, agent)
+	src, err := os.ReadFile(agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(src), "SYSTEMD_ENVIRONMENT_FILE_NFS_SERVER_SCOPE="+nfsScopeFile+"\n") {
+		t.Errorf("%s does not write %s", agent, nfsScopeFile)
+	}
+	files := renderNode(t, planFor(t, "nfs-ha"), "n1")
+	for _, u := range nfsUnits {
+		f := mustFile(t, files, "/etc/systemd/system/"+u+".service.d/50-applbuild-nfsserver.conf")
+		if !strings.Contains(string(f.Data), "\nConditionPathExists="+nfsScopeFile+"\n") {
+			t.Errorf("%s starts at boot:\n%s", u, f.Data)
+		}
+	}
+	for p := range files {
+		if strings.HasPrefix(p, "/etc/systemd/system/nfs-server.service.d/") && strings.Contains(p, "pacemaker") {
+			t.Errorf("nfs-server waits for Pacemaker's systemd class: %s", p)
+		}
+	}
+	if _, ok := files["/etc/systemd/system/nfs-server.service.d/50-applbuild-nfsserver.conf"]; !ok {
+		t.Error("no nfs-server drop-in")
 	}
 }

@@ -36,6 +36,17 @@ func Tools(t testing.TB, progs ...string) {
 	}
 }
 
+// Files skips (or, strict, fails) unless every file exists: data a test
+// reads from an installed package (a resource agent's script).
+func Files(t testing.TB, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			missing(t, "%v", err)
+		}
+	}
+}
+
 // Root skips (or, strict, fails) unless the test runs as root.
 func Root(t testing.TB) {
 	t.Helper()
