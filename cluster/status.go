@@ -365,11 +365,17 @@ func parseCrmMon(st *Status, b []byte) {
 		if dec.DecodeElement(&r, &se) != nil {
 			continue
 		}
-		res, ok := byID[r.ID]
+		// A promotable clone's instances share one id: its promoted and
+		// its unpromoted instances are two lines, each with its nodes.
+		key := r.ID
+		if r.Role == "Promoted" || r.Role == "Unpromoted" {
+			key += "\x00" + r.Role
+		}
+		res, ok := byID[key]
 		if !ok {
 			res = &Resource{ID: r.ID, Agent: r.Agent, Role: r.Role}
-			byID[r.ID] = res
-			order = append(order, r.ID)
+			byID[key] = res
+			order = append(order, key)
 		}
 		if r.Failed == "true" {
 			res.Failed = true

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -63,6 +64,14 @@ Number of Bricks: 1 x 3 = 3
       </resource>
       <resource id="apache2" resource_agent="systemd:apache2" role="Stopped" active="false" failed="false" nodes_running_on="0"/>
     </clone>
+    <clone id="nfs-drbd-clone" multi_state="true" unique="false" managed="true" failed="false">
+      <resource id="nfs-drbd" resource_agent="ocf:linbit:drbd" role="Promoted" active="true" failed="false" nodes_running_on="1">
+        <node name="n2" id="2" cached="true"/>
+      </resource>
+      <resource id="nfs-drbd" resource_agent="ocf:linbit:drbd" role="Unpromoted" active="true" failed="false" nodes_running_on="1">
+        <node name="n1" id="1" cached="true"/>
+      </resource>
+    </clone>
     <group id="mysql-group" number_resources="2" managed="true" disabled="false">
       <resource id="mysql-ip" resource_agent="ocf:heartbeat:IPaddr2" role="Started" active="true" failed="false" nodes_running_on="1">
         <node name="n2" id="2" cached="true"/>
@@ -99,8 +108,14 @@ func TestParseClusterReport(t *testing.T) {
 	if i < 0 || !st.Resources[i].Failed || len(st.Resources[i].Nodes) != 0 {
 		t.Errorf("mysql: %+v", st.Resources)
 	}
-	if len(st.Resources) != 3 {
-		t.Errorf("%d resources, want apache2, mysql-ip and mysql once each: %+v", len(st.Resources), st.Resources)
+	if len(st.Resources) != 5 {
+		t.Errorf("%d resources, want apache2, mysql-ip and mysql once each, nfs-drbd promoted and unpromoted: %+v", len(st.Resources), st.Resources)
+	}
+	if got := st.Where("nfs-drbd"); !slices.Equal(got, []string{"n2"}) {
+		t.Errorf("nfs-drbd promoted on %v, want n2", got)
+	}
+	if s := st.String(); !regexp.MustCompile(`nfs-drbd +Promoted +n2\n`).MatchString(s) || !regexp.MustCompile(`nfs-drbd +Unpromoted +n1\n`).MatchString(s) {
+		t.Errorf("status shows the promotable clone as:\n%s", s)
 	}
 }
 

@@ -139,12 +139,21 @@ func (c *Cluster) Problems(st *Status) []string {
 
 // Where maps each service to the nodes it runs on.
 func (st *Status) Where(service string) []string {
+	var where []string
+	found := false
 	for _, r := range st.Resources {
-		if r.ID == service {
+		if r.ID != service {
+			continue
+		}
+		// A promotable clone runs where it is promoted.
+		if r.Role == "Promoted" {
 			return r.Nodes
 		}
+		if !found {
+			where, found = r.Nodes, true
+		}
 	}
-	return nil
+	return where
 }
 
 // Wait polls the cluster until it is formed, reporting each change of
