@@ -12,13 +12,13 @@ import (
 	"github.com/applbuild/applbuild/rootfs"
 )
 
-// TestRootfsFilesNFS: only a plan with an NFS server gets the dpkg
-// exclusion, and rootfs accepts it as a request file.
+// TestRootfsFilesNFS: only a plan with an NFS server gets the override,
+// and rootfs accepts it as a request file.
 func TestRootfsFilesNFS(t *testing.T) {
 	for name, want := range map[string]bool{"nfs-ha": true, "mysql-ha": false, "web-cluster": false, "scm": false} {
 		files := RootfsFiles(planFor(t, name))
-		if got := len(files) == 1 && files[0].Path == nfsDpkgExclude; got != want || len(files) > 1 {
-			t.Errorf("%s: RootfsFiles = %+v, want the exclusion: %v", name, files, want)
+		if got := len(files) == 1 && files[0].Path == rootfs.StatOverrideFile; got != want || len(files) > 1 {
+			t.Errorf("%s: RootfsFiles = %+v, want the override: %v", name, files, want)
 		}
 		if _, err := (rootfs.Request{Suite: "trixie", Files: files}).Normalize(); err != nil {
 			t.Errorf("%s: %v", name, err)
@@ -26,60 +26,60 @@ func TestRootfsFilesNFS(t *testing.T) {
 	}
 }
 
-// TestNFSDpkgExclude: dpkg itself, reading the file's lines as it reads a
-// dpkg.cfg.d file (each line an option without its "--"), leaves the init
-// script out of a package that ships it as a conffile, and installs the
-// rest of the package.
-func TestNFSDpkgExclude(t *testing.T) {
+// TestNFSStatOverride: dpkg itself, with the seeded override database,
+// installs a package that ships the init script executable as a conffile
+// (and whose postinst reads it, as nfs-kernel-server's update-rc.d does)
+// with the script 0644, and keeps it so through an upgrade.
+func TestNFSStatOverride(t *testing.T) {
 	testenv.Tools(t, "dpkg", "dpkg-deb")
 	testenv.Root(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	pkg := filepath.Join(dir, "pkg")
-	for p, data := range map[string]string{
-		"DEBIAN/control":    "Package: applbuild-test-nfs\nVersion: 1\nArchitecture: all\nMaintainer: applbuild <test@invalid>\nDescription: test\n",
-		"DEBIAN/conffiles":  NFSInitScript + "\n",
-		NFSInitScript:       "#!/bin/sh\nexit 0\n",
-		"usr/sbin/rpc.nfsd": "#!/bin/sh\nexit 0\n",
-	} {
-		p = filepath.Join(pkg, p)
+	root := filepath.Join(dir, "root")
+	write := func(p, data string, mode os.FileMode) {
+		t.Helper()
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, []byte(data), 0o755); err != nil {
+		if err := os.WriteFile(p, []byte(data), mode); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Chmod(filepath.Join(pkg, "DEBIAN/control"), 0o644); err != nil {
-		t.Fatal(err)
+	deb := func(version string) string {
+		pkg := filepath.Join(dir, "pkg"+version)
+		write(filepath.Join(pkg, "DEBIAN/control"), "Package: applbuild-test-nfs\nVersion: "+version+"\nArchitecture: all\nMaintainer: applbuild <test@invalid>\nDescription: test\n", 0o644)
+		write(filepath.Join(pkg, "DEBIAN/conffiles"), NFSInitScript+"\n", 0o644)
+		write(filepath.Join(pkg, "DEBIAN/postinst"), "#!/bin/sh\nset -e\nhead -1 \"$DPKG_ROOT"+NFSInitScript+"\" >/dev/null\n", 0o755)
+		write(filepath.Join(pkg, NFSInitScript), "#!/bin/sh\n# version "+version+"\nexit 0\n", 0o755)
+		write(filepath.Join(pkg, "usr/sbin/rpc.nfsd"), "#!/bin/sh\nexit 0\n", 0o755)
+		out := filepath.Join(dir, "t"+version+".deb")
+		if _, err := run.Output(ctx, "dpkg-deb", "--root-owner-group", "-b", pkg, out); err != nil {
+			t.Fatal(err)
+		}
+		return out
 	}
-	deb := filepath.Join(dir, "t.deb")
-	if _, err := run.Output(ctx, "dpkg-deb", "--root-owner-group", "-b", pkg, deb); err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Join(dir, "root")
 	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"--root=" + root, "--log=/dev/null", "--force-script-chrootless", "--force-not-root"}
-	for _, line := range strings.Split(RootfsFiles(planFor(t, "nfs-ha"))[0].Content, "\n") {
-		if line != "" && !strings.HasPrefix(line, "#") {
-			args = append(args, "--"+line)
+	write(filepath.Join(root, "var/lib/dpkg/status"), "", 0o644)
+	f := RootfsFiles(planFor(t, "nfs-ha"))[0]
+	write(filepath.Join(root, f.Path), f.Content, 0o644)
+	for _, v := range []string{"1", "2"} {
+		if _, err := run.Output(ctx, "dpkg", "--root="+root, "--log=/dev/null", "--force-script-chrootless", "--force-confnew", "-i", deb(v)); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if _, err := run.Output(ctx, append(append([]string{"dpkg"}, args...), "-i", deb)...); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, NFSInitScript)); !os.IsNotExist(err) {
-		t.Errorf("dpkg installed %s: %v", NFSInitScript, err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "usr/sbin/rpc.nfsd")); err != nil {
-		t.Errorf("dpkg left out the rest of the package: %v", err)
+		fi, err := os.Stat(filepath.Join(root, NFSInitScript))
+		if err != nil {
+			t.Fatalf("version %s: %v", v, err)
+		}
+		if fi.Mode().Perm() != 0o644 {
+			t.Errorf("version %s: %s is %v, want -rw-r--r--", v, NFSInitScript, fi.Mode().Perm())
+		}
+		if fi, err := os.Stat(filepath.Join(root, "usr/sbin/rpc.nfsd")); err != nil || fi.Mode().Perm() != 0o755 {
+			t.Errorf("version %s: the override reached another file: %v %v", v, fi, err)
+		}
 	}
 }
 

@@ -67,6 +67,12 @@ const maxFileSize = 64 << 10
 
 var filePathRE = regexp.MustCompile(`^/(etc|usr/share)(/[A-Za-z0-9_][A-Za-z0-9._+-]*)+$`)
 
+// StatOverrideFile is dpkg's database of permission overrides, the one file
+// outside /etc and /usr/share a request may seed: dpkg applies its entries
+// whenever it unpacks the files they name, at the build and at every
+// upgrade after.
+const StatOverrideFile = "/var/lib/dpkg/statoverride"
+
 var (
 	suiteRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9.+_-]*$`)
 	archRE      = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
@@ -97,8 +103,8 @@ func (r Request) Normalize() (Request, error) {
 		slices.SortFunc(n.Files, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
 	}
 	for i, f := range n.Files {
-		if !filePathRE.MatchString(f.Path) { // every segment starts with [A-Za-z0-9_]: no "." or ".."
-			return Request{}, fmt.Errorf("%w: file %q: want a clean path under /etc or /usr/share", ErrInvalid, f.Path)
+		if !filePathRE.MatchString(f.Path) && f.Path != StatOverrideFile { // every segment starts with [A-Za-z0-9_]: no "." or ".."
+			return Request{}, fmt.Errorf("%w: file %q: want a clean path under /etc or /usr/share, or %s", ErrInvalid, f.Path, StatOverrideFile)
 		}
 		if i > 0 && n.Files[i-1].Path == f.Path {
 			return Request{}, fmt.Errorf("%w: file %s given twice", ErrInvalid, f.Path)

@@ -138,6 +138,8 @@ func TestNormalizeRejects(t *testing.T) {
 		{"relative file", Request{Suite: "trixie", Files: []File{{Path: "etc/x"}}}},
 		{"file outside /etc and /usr/share", Request{Suite: "trixie", Files: []File{{Path: "/usr/sbin/init"}}}},
 		{"file up and out", Request{Suite: "trixie", Files: []File{{Path: "/etc/../bin/sh"}}}},
+		{"file in dpkg's database but not the override", Request{Suite: "trixie", Files: []File{{Path: "/var/lib/dpkg/status"}}}},
+		{"the override, dotted", Request{Suite: "trixie", Files: []File{{Path: "/var/lib/dpkg/statoverride/."}}}},
 		{"file with double slash", Request{Suite: "trixie", Files: []File{{Path: "/etc//x"}}}},
 		{"file with quote", Request{Suite: "trixie", Files: []File{{Path: "/etc/x'y"}}}},
 		{"file is a directory", Request{Suite: "trixie", Files: []File{{Path: "/etc/"}}}},
