@@ -125,10 +125,10 @@ fresh-check:
 cluster-test: deps-e2e
 	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 APPLBUILD_CLUSTER=1 $(GO) test -count=1 -p 1 -timeout 150m -v -run 'TestE2ECluster' ./e2e/ 2>&1 | tee cluster-test.log | grep -E '^(\s*--- |PASS|FAIL|ok|panic)|e2e:|_test\.go:[0-9]+: ' ; exit $${PIPESTATUS[0]}
 
-# The part of cluster-test meant for CI: mysql-ha's pair, a power cut and
-# the partition drill (~14 min). Not in .ci/run yet (see there).
+# The part of cluster-test .ci/run runs: mysql-ha's and nfs-ha's DRBD
+# pairs, each a power cut and the partition drill (~14 min each).
 cluster-test-ci: deps-e2e
-	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 APPLBUILD_CLUSTER=1 $(GO) test -count=1 -p 1 -timeout 40m -v -run 'TestE2EClusterMySQLHA' ./e2e/ 2>&1 | tee cluster-test.log | grep -E '^(\s*--- |PASS|FAIL|ok|panic)|e2e:|_test\.go:[0-9]+: ' ; exit $${PIPESTATUS[0]}
+	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 APPLBUILD_CLUSTER=1 $(GO) test -count=1 -p 1 -timeout 50m -v -run 'TestE2EClusterMySQLHA|TestE2EClusterNFSHA' ./e2e/ 2>&1 | tee cluster-test.log | grep -E '^(\s*--- |PASS|FAIL|ok|panic)|e2e:|_test\.go:[0-9]+: ' ; exit $${PIPESTATUS[0]}
 
 # cluster-test and the partition drill (another quarter of an hour).
 cluster-test-all: deps-e2e
