@@ -72,6 +72,7 @@ func TestE2EClusterWebCluster(t *testing.T) {
 		t.Fatalf("cluster up: %v", err)
 	}
 	t.Logf("e2e: cluster formed (n3 first, n1 2m later): %s", time.Since(start).Round(time.Second))
+	timing(t, "web-cluster", "cluster up until formed (n3 first, n1 2 min later)", time.Since(start))
 	c, err := cluster.Load(out, "web-cluster")
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +147,7 @@ func TestE2EClusterWebCluster(t *testing.T) {
 			if len(where) == 1 && where[0] != holder && endpointAnswers(st, svc) {
 				moved[svc] = time.Since(killed)
 				t.Logf("e2e: failover of %s to %s: %s", svc, where[0], moved[svc].Round(time.Second))
+				timing(t, "web-cluster", "power cut → "+svc+" answering elsewhere", moved[svc])
 			}
 		}
 		select {
@@ -179,12 +181,14 @@ func TestE2EClusterWebCluster(t *testing.T) {
 		t.Fatalf("%s did not rejoin: %v\n%s", holder, err, diagnoseCluster(t.Context(), c))
 	}
 	t.Logf("e2e: %s rejoined (cluster formed again): %s", holder, time.Since(back).Round(time.Second))
+	timing(t, "web-cluster", "node back → rejoined", time.Since(back))
 	hctx, hcancel := context.WithTimeout(t.Context(), rejoinTimeout)
 	defer hcancel()
 	for {
 		out, err := ssh(holder, `for v in $(gluster --mode=script volume list); do gluster --mode=script volume heal "$v" info | awk '/^Number of entries:/ {n += $4} END {print n + 0}'; done | awk '{s += $1} END {print s + 0}'`)
 		if err == nil && out == "0" {
 			t.Logf("e2e: gluster heal drained to 0 entries: %s after the restart", time.Since(back).Round(time.Second))
+			timing(t, "web-cluster", "node back → gluster heal drained", time.Since(back))
 			break
 		}
 		if hctx.Err() != nil {
@@ -351,6 +355,7 @@ func pairUp(t *testing.T, b *built, name string, timeout time.Duration, args ...
 		t.Fatal(lerr)
 	}
 	t.Logf("e2e: %s formed: %s", strings.Join(append([]string{name}, args...), " "), time.Since(start).Round(time.Second))
+	timing(t, name, "cluster up until formed", time.Since(start))
 	return c, cli
 }
 

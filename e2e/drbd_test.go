@@ -45,6 +45,7 @@ func TestE2EClusterMySQLHA(t *testing.T) {
 	}
 	waitServedBy(t, c, "mysql", client, "after the power cut")
 	t.Logf("e2e: %s lost its power; MariaDB answered from %s %s later", holder, client, time.Since(killed).Round(time.Second))
+	timing(t, name, "power cut → MariaDB answering from the peer", time.Since(killed))
 	if got, err := ssh(client, sqlAs+` -N -e "SELECT v FROM r WHERE v='`+row+`'"`); err != nil || got != row {
 		t.Errorf("after the failover the committed row reads %q, %v; want %q", got, err, row)
 	}
@@ -69,6 +70,7 @@ func TestE2EClusterMySQLHA(t *testing.T) {
 		time.Sleep(5 * time.Second)
 	}
 	t.Logf("e2e: %s rejoined and DRBD resynced (UpToDate on both): %s", holder, time.Since(back).Round(time.Second))
+	timing(t, name, "node back → DRBD UpToDate on both", time.Since(back))
 
 	drbdPartition(t, b, c, cli, ssh, name, client, drill{
 		service: "mysql",
@@ -165,6 +167,7 @@ func drbdPartition(t *testing.T, b *built, c *cluster.Cluster, cli func(context.
 	}()
 	waitServedBy(t, c, d.service, peer, "with "+primary+"'s cable pulled")
 	t.Logf("e2e: %s's cable pulled; %s answered from %s %s later", primary, d.service, peer, time.Since(cut).Round(time.Second))
+	timing(t, name, "cable pulled → "+d.service+" answering from the peer", time.Since(cut))
 	atMove := len(logged(peer))
 	wctx, wcancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer wcancel()
@@ -175,6 +178,7 @@ func drbdPartition(t *testing.T, b *built, c *cluster.Cluster, cli func(context.
 		time.Sleep(5 * time.Second)
 	}
 	t.Logf("e2e: %s's writer stores again: %s after the cut", peer, time.Since(cut).Round(time.Second))
+	timing(t, name, "cable pulled → the peer's writer storing again", time.Since(cut))
 
 	if o, err := cli(t.Context(), "link", name, primary, "up"); err != nil {
 		t.Fatalf("cluster link up: %v\n%s", err, o)
@@ -187,6 +191,7 @@ func drbdPartition(t *testing.T, b *built, c *cluster.Cluster, cli func(context.
 		t.Fatalf("after the partition %s did not rejoin: %v\n%s", primary, err, diagnoseCluster(t.Context(), c))
 	}
 	t.Logf("e2e: cable back; the pair formed again, DRBD UpToDate on both: %s", time.Since(back).Round(time.Second))
+	timing(t, name, "cable back → formed again", time.Since(back))
 	if after := bootID(primary); after == before || after == "" {
 		t.Errorf("%s was not reset while cut off (boot id %q before, %q after): its watchdog did not fence it", primary, before, after)
 	} else {

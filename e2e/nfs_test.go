@@ -73,6 +73,7 @@ func TestE2EClusterNFSHA(t *testing.T) {
 	atKill := len(logged())
 	waitServedBy(t, c, "nfs", client, "after the power cut")
 	t.Logf("e2e: %s lost its power; the NFS server answered from %s %s later", holder, client, time.Since(killed).Round(time.Second))
+	timing(t, name, "power cut → NFS answering from the peer", time.Since(killed))
 	// NFSv4's grace period (90 s) holds new writes back after a restart.
 	wctx, wcancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer wcancel()
@@ -83,6 +84,7 @@ func TestE2EClusterNFSHA(t *testing.T) {
 		time.Sleep(5 * time.Second)
 	}
 	t.Logf("e2e: the client's writes resumed through the same mount %s after the power cut", time.Since(killed).Round(time.Second))
+	timing(t, name, "power cut → the client's writes resume (NFSv4 grace)", time.Since(killed))
 	_, _ = ssh(client, "systemctl stop e2e-writer")
 	have := map[string]bool{}
 	for _, f := range stored(client) {
@@ -113,6 +115,7 @@ func TestE2EClusterNFSHA(t *testing.T) {
 		t.Fatalf("%s did not rejoin: %v\n%s", holder, err, diagnoseCluster(t.Context(), c))
 	}
 	t.Logf("e2e: %s rejoined and DRBD resynced (UpToDate on both): %s", holder, time.Since(back).Round(time.Second))
+	timing(t, name, "node back → DRBD UpToDate on both", time.Since(back))
 
 	drbdPartition(t, b, c, cli, ssh, name, client, drill{
 		service: "nfs",

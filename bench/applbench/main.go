@@ -51,6 +51,7 @@ type config struct {
 	xtRuns              int
 	trulyCold, xenTools bool
 	physical            string
+	clusters            string
 }
 
 func main() {
@@ -66,6 +67,14 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "flash" {
 		if err := flashOnly(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "flash:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	// Hidden: the cluster drills alone: "clusters REPO DIR P1,P2".
+	if len(os.Args) > 1 && os.Args[1] == "clusters" {
+		if err := clustersOnly(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "clusters:", err)
 			os.Exit(1)
 		}
 		return
@@ -91,6 +100,7 @@ func main() {
 	flag.BoolVar(&c.trulyCold, "truly-cold", true, "also build once with no .debs at all (always done when the pool is empty)")
 	flag.BoolVar(&c.xenTools, "xen-tools", true, "measure xen-create-image")
 	flag.StringVar(&c.physical, "physical", "scm", "the one-node personality measured as a raw disk and a stick (\"\": none)")
+	flag.StringVar(&c.clusters, "clusters", "mysql-ha,nfs-ha", "the personalities whose cluster drills (the e2e tests) are timed, comma-separated: mysql-ha, nfs-ha, web-cluster (\"\": none)")
 	from := flag.String("from", "", "write the report from a results.json a run saved, measuring nothing")
 	flag.Parse()
 	if *from != "" {
@@ -156,6 +166,8 @@ type results struct {
 	N1Sizes       map[string]fileSize
 	Flash         *flashResults
 	Physical      *physResults
+	Clusters      *clusterResults
+	ClusterOrder  []string
 }
 
 // manifest is the part of manifest.json the bench reads.
@@ -172,6 +184,13 @@ const xtHost = "applbench-xt"
 func bench(ctx context.Context, c config) (err error) {
 	if c.runs < 1 || c.coldRuns < 1 || c.xtRuns < 1 {
 		return errors.New("-runs, -cold-runs and -xt-runs must be at least 1")
+	}
+	if c.clusters != "" {
+		for _, p := range strings.Split(c.clusters, ",") {
+			if _, ok := clusterTests[p]; !ok {
+				return fmt.Errorf("-clusters: no cluster drill for %q (have mysql-ha, nfs-ha, web-cluster)", p)
+			}
+		}
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (mmdebstrap, tar -x of a rootfs, xen-create-image)")
@@ -593,6 +612,16 @@ func bench(ctx context.Context, c config) (err error) {
 		if res.Physical, err = benchPhysical(physEnv{r: r, bin: c.bin, work: work, confPath: pconf,
 			epoch: req.SourceDateEpoch, runs: min(c.runs, 2),
 			seed: func(cache string) error { return freshCache(cache, true) }, harvest: harvest}, c.physical); err != nil {
+			return err
+		}
+	}
+
+	// 9. The cluster drills: formation, failover and rejoin of whole
+	// clusters, the e2e tests CI runs (they build with the repository's
+	// own applbuild and the shared rootfs cache).
+	if c.clusters != "" {
+		res.ClusterOrder = strings.Split(c.clusters, ",")
+		if res.Clusters, err = benchClusters(ctx, c.repo, logs, res.ClusterOrder); err != nil {
 			return err
 		}
 	}

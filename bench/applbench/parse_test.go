@@ -145,3 +145,32 @@ func TestPhysicalReport(t *testing.T) {
 		t.Error("a report of no physical run")
 	}
 }
+
+// TestParseTimings reads the e2e tests' timing lines as go test -v prints
+// them, and nothing else; the report keeps each personality's steps in
+// their order and says when a drill failed.
+func TestParseTimings(t *testing.T) {
+	out := "=== RUN   TestE2EClusterNFSHA\n" +
+		"    cluster_test.go:353: e2e: nfs-ha formed: 3m59s\n" +
+		"    cluster_test.go:354: e2e-timing: nfs-ha\tcluster up until formed\t239\n" +
+		"    nfs_test.go:76: e2e-timing: nfs-ha\tpower cut → NFS answering from the peer\t125\n" +
+		"    drbd_test.go:168: e2e-timing: mysql-ha\tcable back → formed again\t60\n" +
+		"    x_test.go:1: e2e-timing: broken\tno seconds\tabc\n"
+	got := parseTimings(strings.NewReader(out))
+	want := []clusterStep{{"nfs-ha", "cluster up until formed", 239}, {"nfs-ha", "power cut → NFS answering from the peer", 125},
+		{"mysql-ha", "cable back → formed again", 60}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("parseTimings = %v, want %v", got, want)
+	}
+	rep := clusterReport(&clusterResults{Steps: got, Took: map[string]time.Duration{"nfs-ha": 966 * time.Second},
+		Failed: map[string]string{"mysql-ha": "exit status 1"}}, []string{"nfs-ha", "mysql-ha"})
+	for _, w := range []string{"| cluster up until formed | 3m59s |\n| power cut → NFS answering from the peer | 2m5s |\n",
+		"whole test 16m6s", "**The drill failed**: exit status 1", "| cable back → formed again | 1m0s |"} {
+		if !strings.Contains(rep, w) {
+			t.Errorf("report lacks %q:\n%s", w, rep)
+		}
+	}
+	if strings.Index(rep, "### nfs-ha") > strings.Index(rep, "### mysql-ha") {
+		t.Errorf("personalities out of order:\n%s", rep)
+	}
+}

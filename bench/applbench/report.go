@@ -323,6 +323,9 @@ func writeReport(res *results, path string) error {
 
 	p("%s", flashReport(res.Flash))
 	p("%s", physicalReport(res.Physical))
+	if res.Clusters != nil {
+		p("%s", clusterReport(res.Clusters, res.ClusterOrder))
+	}
 
 	meaning(&b, res, coldW, floorAW, warmW, floorBW, steps)
 
