@@ -134,7 +134,7 @@ cluster-test-ci: deps-e2e
 cluster-test-all: deps-e2e
 	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 APPLBUILD_CLUSTER=1 APPLBUILD_CLUSTER_ALL=1 $(GO) test -count=1 -p 1 -timeout 180m -v -run 'TestE2ECluster' ./e2e/ 2>&1 | tee cluster-test.log | grep -E '^(\s*--- |PASS|FAIL|ok|panic)|e2e:|_test\.go:[0-9]+: ' ; exit $${PIPESTATUS[0]}
 
-bench: deps-bench build
+bench: deps-bench deps-e2e build
 	./bench/run.sh
 
 clean:
