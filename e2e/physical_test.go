@@ -29,8 +29,7 @@ import (
 // machine would: SeaBIOS, and OVMF with Secure Boot enforced and
 // Microsoft's keys enrolled (Debian's signed shim, GRUB and kernel).
 func TestE2EPhysicalSCM(t *testing.T) {
-	testenv.Slow(t)
-	testenv.Root(t)
+	oneGuest(t)
 	testenv.Tools(t, "go", "mmdebstrap", "mke2fs", "debugfs", "e2fsck", "sgdisk", "fsck.vfat", "mkfs.vfat", "mcopy",
 		"qemu-system-x86_64", "qemu-img", "ssh")
 	formats := "--format=qcow2,vmdk,vdi"
@@ -280,8 +279,7 @@ func bootRaw(t *testing.T, b *built, img, fw string) {
 // bytes), SHA256SUMS, a clean GPT and squashfs; then boots it and cuts
 // its power (bootStick).
 func TestE2EPhysicalUSB(t *testing.T) {
-	testenv.Slow(t)
-	testenv.Root(t)
+	oneGuest(t)
 	testenv.Tools(t, "go", "mmdebstrap", "mke2fs", "debugfs", "mksquashfs", "unsquashfs", "bmaptool", "xz", "sha256sum",
 		"sgdisk", "mkfs.vfat", "mcopy", "qemu-system-x86_64", "qemu-img", "ssh")
 	b := buildPersonality(t, "scm", usb.Name)

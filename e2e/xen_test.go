@@ -53,8 +53,7 @@ type built struct {
 // then checks the generated configs inside the built root filesystem with
 // the programs the image ships.
 func TestE2EXenWebCluster(t *testing.T) {
-	testenv.Slow(t)
-	testenv.Root(t)
+	oneGuest(t)
 	testenv.Tools(t, "go", "mmdebstrap", "mke2fs", "debugfs", "tar",
 		"qemu-system-x86_64", "qemu-img", "ssh", "chroot", "unshare", "ip")
 	b := buildWebCluster(t)
