@@ -116,7 +116,7 @@ umount)
 mountpoint) grep -qxF "$2" "$FAKE/mounted" ;;
 mkdir | stat) ;;
 systemd-escape) echo "${!#}.mount" ;;
-systemctl) [ "$1" = start ] && echo "${2%.mount}" >>"$FAKE/mounted" ;;
+systemctl) [ "$1" = start ] && /bin/mkdir -p "${2%.mount}" && echo "${2%.mount}" >>"$FAKE/mounted" ;;
 esac
 `
 
@@ -135,7 +135,10 @@ func runHookWith(t *testing.T, pl *builder.Plan, node string, up []string, timeo
 	hook := mustFile(t, renderNode(t, pl, node), glusterHook)
 	dir := t.TempDir()
 	bin, state, root, tmp := filepath.Join(dir, "bin"), filepath.Join(dir, "state"), filepath.Join(dir, "root"), filepath.Join(dir, "tmp")
-	for _, d := range []string{bin, state, tmp, filepath.Join(root, "etc/apache2")} {
+	// The client mount points, under a scratch root: the seeding writes
+	// through them.
+	client := filepath.Join(dir, "client")
+	for _, d := range []string{bin, state, tmp, client, filepath.Join(root, "etc/apache2")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -170,6 +173,7 @@ func runHookWith(t *testing.T, pl *builder.Plan, node string, up []string, timeo
 		"APPLBUILD_NODE="+node, "APPLBUILD_INDEX=1", "APPLBUILD_NODES=n1 n2 n3", "APPLBUILD_DOMAIN="+pl.Domain,
 		fmt.Sprintf("APPLBUILD_GLUSTER_TIMEOUT=%d", timeout), "APPLBUILD_GLUSTER_INTERVAL=0.1",
 		"APPLBUILD_GLUSTER_TMP="+tmp, "APPLBUILD_GLUSTER_DONE="+filepath.Join(state, "done"),
+		"APPLBUILD_GLUSTER_CLIENT_ROOT="+client,
 		"APPLBUILD_STATUS="+filepath.Join(state, "status"),
 	)
 	err = cmd.Run()
@@ -186,8 +190,15 @@ func runHookWith(t *testing.T, pl *builder.Plan, node string, up []string, timeo
 	if b, _ := os.ReadFile(filepath.Join(state, "mounted")); strings.Contains(string(b), tmp) {
 		t.Errorf("hook left temporary mounts:\n%s", b)
 	}
-	if seeded, _ := filepath.Glob(filepath.Join(state, "seeded", "*", "apache2.conf")); err == nil && node == "n1" && len(seeded) != 1 {
-		t.Errorf("apache2 not seeded once with the image's /etc/apache2: %v", seeded)
+	if err == nil && node == "n1" {
+		for _, f := range []string{"etc/apache2/apache2.conf", "etc/apache2/.applbuild-seeded", "usr/global/.applbuild-seeded"} {
+			if _, serr := os.Stat(filepath.Join(client, f)); serr != nil {
+				t.Errorf("the volumes were not seeded through their mounts with the image's files: %v", serr)
+			}
+		}
+		if _, serr := os.Stat(filepath.Join(client, "etc/apache2/.applbuild-seeding")); serr == nil {
+			t.Error("the seeding marker was left in /etc/apache2")
+		}
 	}
 	return calls, errb.String(), err
 }
@@ -248,12 +259,20 @@ func TestGlusterHookSequence(t *testing.T) {
 		`gluster --mode=script volume set global auth.allow `+regexp.QuoteMeta(pl.Gluster.Allow)+
 			` cluster.quorum-type auto cluster.server-quorum-type server network.ping-timeout 15`,
 		`gluster --mode=script volume start global`,
-		`gluster --mode=script volume create apache2 replica 3 .*`,
-		`mount -t glusterfs n1:/global .*/applbuild-gluster-vol\..*`,
+		// Each volume mounted where the fstab says and seeded through
+		// that mount before the next is made.
+		`systemctl start .*/client/usr/global.mount`,
 		`mount --bind / .*/applbuild-gluster-root\..*`,
-		`mount -t glusterfs n1:/apache2 .*`, `mount --bind / .*`,
-		`systemctl start /usr/global.mount`, `systemctl start /etc/apache2.mount`, `systemctl start /etc/phpmyadmin.mount`,
+		`gluster --mode=script volume create apache2 replica 3 .*`,
+		`systemctl start .*/client/etc/apache2.mount`, `mount --bind / .*`,
+		`gluster --mode=script volume create phpmyadmin replica 3 .*`,
+		`systemctl start .*/client/etc/phpmyadmin.mount`,
 	)
+	for _, c := range calls {
+		if strings.HasPrefix(c, "mount -t glusterfs") {
+			t.Errorf("a second FUSE mount, besides the fstab's: %s", c)
+		}
+	}
 	if !strings.Contains(stderr, "seeded volume apache2 with the image's /etc/apache2") {
 		t.Errorf("no seeding log line:\n%s", stderr)
 	}
@@ -291,7 +310,7 @@ func TestGlusterHookWaitsForSeeding(t *testing.T) {
 	if err == nil || !strings.Contains(stderr, "timed out after 1s waiting for volume global to be seeded by n1") {
 		t.Errorf("n2 on started but unseeded volumes: err %v\n%s", err, stderr)
 	}
-	matchCalls(t, calls, `systemctl start /usr/global.mount`)
+	matchCalls(t, calls, `systemctl start .*/client/usr/global.mount`)
 	if st := hookStatus(t, stderr); !strings.Contains(st, "seeded by n1") {
 		t.Errorf("status: %q", st)
 	}
