@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/applbuild/applbuild/builder"
 	"github.com/applbuild/applbuild/cluster"
 	"github.com/applbuild/applbuild/internal/testenv"
+	"github.com/applbuild/applbuild/personalities"
 )
 
 // Bounds of the cluster test's stages under software emulation on 2
@@ -44,8 +46,11 @@ func TestE2EClusterWebCluster(t *testing.T) {
 	if os.Getenv("APPLBUILD_CLUSTER") != "1" {
 		t.Skip("APPLBUILD_CLUSTER=1 (make cluster-test) boots the whole cluster")
 	}
-	testenv.Tools(t, "go", "mmdebstrap", "mke2fs", "debugfs", "qemu-system-x86_64", "qemu-img", "ssh", "ip")
-	b := buildWebCluster(t)
+	testenv.Tools(t, "go", "mmdebstrap", "mke2fs", "debugfs", "qemu-system-x86_64", "qemu-img", "ssh", "ip", "rsync", "logger")
+	// The site lets one DR host pull www: applbuild's own address on the
+	// cluster's LAN, the machine drPull plays.
+	b := buildPersonality(t, "web-cluster", "xen", "--set", drSiteModules(t))
+	b.xenDir = b.dir
 	out := filepath.Dir(filepath.Dir(b.xenDir))
 	cli := clusterCLI(b, out)
 	t.Cleanup(func() {
@@ -110,6 +115,10 @@ func TestE2EClusterWebCluster(t *testing.T) {
 			}
 		}
 	}
+
+	// DR: a machine outside the cluster pulls www from the floating
+	// rsyncd address with the wrapper the image ships, and gets n1's page.
+	t.Run("dr pull", func(t *testing.T) { drPull(t, b, c, page) })
 
 	// A committed row, through MariaDB's floating address.
 	st := c.Status(t.Context())
@@ -297,6 +306,88 @@ func partitionTest(t *testing.T, b *built, c *cluster.Cluster, ssh func(node, cm
 	if got, err := ssh(minority, sqlAs+` -N -e "SELECT v FROM r WHERE v='`+row+`'"`); sqlErr == nil && (err != nil || got != row) {
 		t.Errorf("the majority's committed row reads %q, %v from %s", got, err, minority)
 	}
+}
+
+// drSiteModules is the --set that lets applbuild's own address on the
+// cluster's LAN (cluster.Cluster.HostAddr: the plan's gateway) pull the
+// www module, besides the personality's own dr.example.org.
+func drSiteModules(t *testing.T) string {
+	t.Helper()
+	spec, err := personalities.Library{}.Load("web-cluster", personalities.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := builder.New(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pl.Rsync == nil || len(pl.Rsync.Modules) != 1 || pl.Rsync.Modules[0].Name != "www" || pl.Network.Gateway == "" {
+		t.Fatalf("web-cluster's rsync modules or gateway changed: %+v, %q", pl.Rsync, pl.Network.Gateway)
+	}
+	m := pl.Rsync.Modules[0]
+	return fmt.Sprintf("rsync.modules=[{name: www, path: %s, comment: %q, hosts_allow: [%s, %s], dest: %s}]",
+		m.Path, m.Comment, strings.Join(m.HostsAllow, ", "), pl.Network.Gateway, m.Dest)
+}
+
+// drPull runs the DR wrapper the image ships (applbuild-dr-pull) on a
+// machine outside the cluster: applbuild's own address on the cluster's
+// LAN, inside its namespace. Pulled from the floating rsyncd address, www
+// must arrive with the page written on n1; pointed at an address where no
+// rsyncd listens (a node's own: rsyncd binds the floating one), the pull
+// must fail loudly: a non-zero exit after its retries, the FAILED line,
+// and the module failed in its status file.
+func drPull(t *testing.T, b *built, c *cluster.Cluster, page string) {
+	const wrapperPath = "/usr/share/applbuild/dr-client/applbuild-dr-pull"
+	script, ok := imageFile(b, b.plan.Node("n1"), wrapperPath)
+	if !ok {
+		t.Fatalf("the image has no %s", wrapperPath)
+	}
+	dir := t.TempDir()
+	wrapper := filepath.Join(dir, "applbuild-dr-pull")
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vip := serviceIP(b, "rsyncd")
+	pull := func(name, host string, tries int) (string, error) {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", c.NetNS, wrapper)
+		cmd.Env = append(os.Environ(), "APPLBUILD_DR_HOST="+host, fmt.Sprintf("APPLBUILD_DR_TRIES=%d", tries),
+			"APPLBUILD_DR_DELAY=2", "APPLBUILD_DR_STATE="+filepath.Join(dir, name, "state"),
+			"APPLBUILD_DR_PREFIX="+filepath.Join(dir, name, "root"))
+		o, err := cmd.CombinedOutput()
+		return string(o), err
+	}
+
+	start := time.Now()
+	o, err := pull("ok", vip, 3)
+	if err != nil {
+		t.Fatalf("applbuild-dr-pull from %s: %v\n%s", vip, err, o)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "ok", "root", "var/www/html/e2e.txt"))
+	if err != nil || strings.TrimSpace(string(got)) != strings.TrimSpace(page) {
+		t.Errorf("the DR copy of /var/www/html/e2e.txt = %q, %v; want n1's page", got, err)
+	}
+	st, _ := os.ReadFile(filepath.Join(dir, "ok", "state", "status"))
+	if !strings.HasPrefix(string(st), "www ok last_success=") {
+		t.Errorf("status after the pull: %q", st)
+	}
+	t.Logf("e2e: DR pull of www from the floating rsyncd address %s: %s (%s)", vip, time.Since(start).Round(time.Second), strings.TrimSpace(o))
+	timing(t, "web-cluster", "DR pull of www from the floating rsyncd address", time.Since(start))
+
+	wrong := b.plan.Nodes[0].Address
+	o, err = pull("fail", wrong, 2)
+	if err == nil {
+		t.Errorf("applbuild-dr-pull from %s, where no rsyncd listens, succeeded:\n%s", wrong, o)
+	}
+	if !strings.Contains(o, "www: attempt 1/2 failed") || !strings.Contains(o, "www: FAILED after 2 attempt(s)") {
+		t.Errorf("applbuild-dr-pull from %s does not say it retried and failed:\n%s", wrong, o)
+	}
+	st, _ = os.ReadFile(filepath.Join(dir, "fail", "state", "status"))
+	if !strings.HasPrefix(string(st), "www failed(rsync-exit-") || !strings.Contains(string(st), "last_success=never") {
+		t.Errorf("status after the failed pull: %q", st)
+	}
+	t.Logf("e2e: DR pull from %s (no rsyncd): %v, %s", wrong, err, strings.TrimSpace(string(st)))
 }
 
 // clusterCLI runs `applbuild cluster ARGS --out out` with the build's
