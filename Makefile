@@ -99,9 +99,10 @@ E2E_PKGS := ./rootfs/ ./builder/pipeline/ ./e2e/
 e2e: deps-e2e
 	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 $(GO) test -count=1 -p 1 -timeout 80m -v $(E2E_PKGS) 2>&1 | tee e2e.log | grep -E '^\s*(--- |PASS|FAIL|ok|panic)|e2e:|_test\.go:[0-9]+: ' ; exit $${PIPESTATUS[0]}
 
-# The physical targets alone (make e2e runs them too).
+# The physical targets alone, with pound-lb's pair from sticks too (make e2e
+# runs the rest of them).
 e2e-physical: deps-e2e
-	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 $(GO) test -count=1 -p 1 -timeout 60m -v -run 'TestE2EPhysical' ./e2e/ 2>&1 | tee e2e-physical.log | grep -E '^(\s*--- |PASS|FAIL|ok|panic)|e2e:|_test\.go:[0-9]+: ' ; exit $${PIPESTATUS[0]}
+	APPLBUILD_REQUIRE=1 APPLBUILD_SLOW=1 APPLBUILD_PHYSICAL_ALL=1 $(GO) test -count=1 -p 1 -timeout 60m -v -run 'TestE2EPhysical' ./e2e/ 2>&1 | tee e2e-physical.log | grep -E '^(\s*--- |PASS|FAIL|ok|panic)|e2e:|_test\.go:[0-9]+: ' ; exit $${PIPESTATUS[0]}
 
 # Every web-cluster node under a real Xen 4.17 (Debian bookworm's, a dom0
 # booted by QEMU's multiboot loader): xl create of the node's own cfg, disk
