@@ -4,10 +4,10 @@ SHELL := /bin/bash
 #   make run     install what is needed, build applbuild, build web-cluster for Xen into out/
 #   make test    every generator and validator, fast (minutes), strict: a missing tool fails
 #   make e2e     a real build from the Debian mirror and a QEMU boot of n1 (tens of minutes)
-#   make e2e-physical  scm as a raw disk: checked, rebuilt, booted by SeaBIOS and Secure Boot OVMF (part of e2e)
-#   make cluster-test  web-cluster's three nodes booted together: formation, failover, rejoin;
+#   make e2e-physical  scm as a raw disk and a stick, pound-lb's pairs: checked, rebuilt, booted (most of it in e2e)
+#   make cluster-test  web-cluster's three nodes booted together: formation, DR pull, failover, rejoin;
 #                      mysql-ha's and nfs-ha's pairs: power cut and partition drill
-#   make cluster-test-ci  the mysql-ha part of it (not in CI yet: passed 1 of 2 runs)
+#   make cluster-test-ci  the mysql-ha and nfs-ha part of it (in .ci/run)
 #   make chaos   builds killed at random moments of every stage, then checked (half an hour)
 #   make fresh-check  make run and make test in a new minimal Debian 12 root (an hour)
 #   make bench   benchmarks against the peers, written to docs/benchmarks.md
