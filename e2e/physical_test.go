@@ -286,7 +286,6 @@ func TestE2EPhysicalUSB(t *testing.T) {
 	b := buildPersonality(t, "scm", usb.Name)
 	m, size := checkStick(t, b, &b.plan.Nodes[0])
 	t.Run("boot and power cut", func(t *testing.T) { bootStick(t, b, m, size, boot.FirmwareUEFI, true) })
-	t.Run("boot bios", func(t *testing.T) { bootStick(t, b, m, size, boot.FirmwareBIOS, false) })
 }
 
 // checkStick checks node n's stick outputs: a clean GPT, SHA256SUMS,
