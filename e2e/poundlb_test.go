@@ -47,8 +47,9 @@ func TestE2EPhysicalPoundLB(t *testing.T) {
 		return
 	}
 	// The stick pair is another build and another formation (~10 min):
-	// make e2e-physical runs it; make e2e (CI) proves sticks under both
-	// firmwares with scm (TestE2EPhysicalUSB) and the pair with raw disks.
+	// make e2e-physical runs it; make e2e (CI) boots scm's stick under
+	// OVMF (TestE2EPhysicalUSB) and proves the pair with raw disks. A
+	// stick booted by SeaBIOS is proven only here.
 	if os.Getenv("APPLBUILD_PHYSICAL_ALL") != "1" {
 		t.Log("APPLBUILD_PHYSICAL_ALL=1 (make e2e-physical) also runs the pair from sticks under SeaBIOS")
 		return
