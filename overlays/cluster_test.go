@@ -455,3 +455,18 @@ func crmVerify(t *testing.T, cib []byte) error {
 	}
 	return nil
 }
+
+// TestServiceDropInJVM: puppetserver's JVM starts with C1 only (its start
+// is a singleton's failover time), and only puppetserver's.
+func TestServiceDropInJVM(t *testing.T) {
+	files := renderNode(t, planFor(t, "web-cluster"), "n1")
+	const opt = "\nEnvironment=JAVA_TOOL_OPTIONS=-XX:TieredStopAtLevel=1\n"
+	ps := string(mustFile(t, files, "/etc/systemd/system/puppetserver.service.d/50-applbuild-pacemaker.conf").Data)
+	if !strings.Contains(ps, "[Service]") || !strings.Contains(ps, opt) || strings.Index(ps, opt) < strings.Index(ps, "[Service]") {
+		t.Errorf("puppetserver's drop-in has no %q in [Service]:\n%s", strings.TrimSpace(opt), ps)
+	}
+	db := string(mustFile(t, files, "/etc/systemd/system/mariadb.service.d/50-applbuild-pacemaker.conf").Data)
+	if strings.Contains(db, "JAVA_TOOL_OPTIONS") {
+		t.Errorf("mariadb's drop-in sets a JVM option:\n%s", db)
+	}
+}
