@@ -278,7 +278,7 @@ func serviceStartTimeout(unit string) string {
 
 // serviceEnvironment is what a service's drop-in adds to its environment.
 // puppetserver: the JVM's C1 compiler only. Its start (the JRuby instance
-// loading Puppet) is mostly C2 compiling code it runs a few times; on one
+// loading Puppet) spends much of its time in C2 compiling; on one
 // core it took 40.8 s with C2 and 19.2 s without (docs/cluster.md), and
 // under software emulation more than the 900 s bound. A singleton's
 // failover waits for that start. JAVA_TOOL_OPTIONS comes before Debian's
