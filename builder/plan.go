@@ -346,9 +346,9 @@ type Xen struct {
 	Type string `json:"type"`
 }
 
-// baseMemory is what a Debian node needs before any service: kernel,
+// BaseMemory is what a Debian node needs before any service: kernel,
 // systemd, journald, udev, sshd.
-const baseMemory = 160 * p.MiB
+const BaseMemory = 160 * p.MiB
 
 // New resolves a validated spec into a Plan.
 func New(s *p.Spec) (*Plan, error) {
@@ -619,7 +619,7 @@ func (pl *Plan) glusterMount(v Volume, self string) Mount {
 }
 
 func (pl *Plan) memoryNeeded(node string) Size {
-	need := Size(baseMemory)
+	need := Size(BaseMemory)
 	for _, sv := range pl.Services {
 		need += sv.Memory
 	}

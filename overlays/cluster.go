@@ -269,7 +269,7 @@ var (
 func serviceStartTimeout(unit string) string {
 	switch unit {
 	case "puppetserver":
-		return "900s"
+		return "1800s"
 	case "mariadb", "mysql":
 		return "300s"
 	}
@@ -280,7 +280,7 @@ func serviceStartTimeout(unit string) string {
 // puppetserver: the JVM's C1 compiler only. Its start (the JRuby instance
 // loading Puppet) spends much of its time in C2 compiling; on one
 // core it took 40.8 s with C2 and 19.2 s without (docs/cluster.md), and
-// under software emulation more than the 900 s bound. A singleton's
+// under software emulation more than 900 s. A singleton's
 // failover waits for that start. JAVA_TOOL_OPTIONS comes before Debian's
 // JAVA_ARGS (/etc/default/puppetserver, left as the package ships it), so
 // a site that wants C2 back sets -XX:TieredStopAtLevel=4 there.
@@ -341,6 +341,21 @@ func buildCIB(pl *builder.Plan) *cibDoc {
 		"load-threshold", "1000%",
 		"node-action-limit", "8",
 	)...)}
+	if placeByMemory(pl) {
+		// Each service's memory (the plan's) is its utilization, each
+		// node's memory its capacity: the scheduler puts the big
+		// singletons (puppetserver's JVM, MariaDB) on different nodes
+		// while there are nodes enough, so one node's death does not take
+		// both, and their starts do not share one node's CPU and memory.
+		cfg.CrmConfig[0].Pairs = append(cfg.CrmConfig[0].Pairs,
+			nvpair{ID: "cib-bootstrap-options-placement-strategy", Name: "placement-strategy", Value: "balanced"})
+		for _, n := range pl.Nodes {
+			cfg.Nodes.Nodes = append(cfg.Nodes.Nodes, cibNode{
+				ID: strconv.Itoa(n.Index), Uname: n.Name,
+				Utilization: ptr(newNVSet(n.Name+"-utilization", "memory", strconv.FormatInt(nodeCapacity(pl, n), 10))),
+			})
+		}
+	}
 	cfg.RscDefaults = &rscDefaults{Meta: newNVSet("rsc-options",
 		"resource-stickiness", "100",
 		// A failure is forgotten after a while, so a resource that failed
@@ -365,7 +380,7 @@ func buildCIB(pl *builder.Plan) *cibDoc {
 					// must keep serving on a lone booted node. Checked
 					// with crm_simulate in cluster_test.go.
 					"requires", "nothing")),
-				Primitive: servicePrimitive(sv, sv.Name, nil),
+				Primitive: servicePrimitive(pl, sv, sv.Name, nil),
 			})
 			top[sv.Name] = id
 		case p.KindSingleton:
@@ -424,7 +439,7 @@ func addSingleton(pl *builder.Plan, cfg *cibConfig, sv builder.Service) string {
 			"ip", sv.IP, "cidr_netmask", strconv.Itoa(pl.Network.Prefix), "nic", pl.Network.Interface)),
 		Ops: ops(sv.Name+"-ip", ipaddr2Ops),
 	})
-	g.Primitives = append(g.Primitives, servicePrimitive(sv, sv.Name, res))
+	g.Primitives = append(g.Primitives, servicePrimitive(pl, sv, sv.Name, res))
 	cfg.Resources.Items = append(cfg.Resources.Items, g)
 	if res != nil {
 		dc := drbdClone(*res)
@@ -451,7 +466,7 @@ func addSingleton(pl *builder.Plan, cfg *cibConfig, sv builder.Service) string {
 // (nfs_server_scope) so NFSv4 clients reclaim their state after a
 // failover. It starts the same nfs-server unit, which reads the exports
 // from /etc/exports.d.
-func servicePrimitive(sv builder.Service, id string, res *builder.DRBD) primitive {
+func servicePrimitive(pl *builder.Plan, sv builder.Service, id string, res *builder.DRBD) primitive {
 	class, provider, typ := sv.AgentParts()
 	if isNFSServer(sv) {
 		pr := primitive{ID: id, Class: "ocf", Provider: "heartbeat", Type: "nfsserver", Ops: ops(id, nfsOps)}
@@ -467,7 +482,45 @@ func servicePrimitive(sv builder.Service, id string, res *builder.DRBD) primitiv
 		{"stop", "0s", "180s", ""},
 		{"monitor", "30s", "120s", ""},
 	}
-	return primitive{ID: id, Class: class, Provider: provider, Type: typ, Ops: ops(id, specs)}
+	pr := primitive{ID: id, Class: class, Provider: provider, Type: typ, Ops: ops(id, specs)}
+	if m := sv.Memory.MiB(); m > 0 && placeByMemory(pl) {
+		pr.Util = ptr(newNVSet(id+"-utilization", "memory", strconv.FormatInt(m, 10)))
+	}
+	return pr
+}
+
+// placeByMemory reports whether the CIB places services by their memory:
+// when there are two singletons or more to spread. A pair with one
+// singleton (the DRBD appliances) has nothing to spread, and its CIB lists
+// no node: with fencing on, a node the CIB names before it has ever
+// joined counts as unclean.
+func placeByMemory(pl *builder.Plan) bool {
+	n := 0
+	for _, sv := range pl.Services {
+		if sv.Kind == p.KindSingleton {
+			n++
+		}
+	}
+	return n >= 2
+}
+
+// nodeCapacity is the memory (MiB) a node offers its services in the CIB:
+// its own, less what the system takes (builder.BaseMemory). It is never
+// less than every clone plus the biggest singleton, so a plan below its
+// memory_needed (which the build warns about, the seed's 256M) places
+// every service as before rather than none: the capacity spreads the
+// services, it does not refuse them.
+func nodeCapacity(pl *builder.Plan, n builder.Node) int64 {
+	var clones, biggest int64
+	for _, sv := range pl.Services {
+		switch sv.Kind {
+		case p.KindClone:
+			clones += sv.Memory.MiB()
+		case p.KindSingleton:
+			biggest = max(biggest, sv.Memory.MiB())
+		}
+	}
+	return max((n.Memory - builder.BaseMemory).MiB(), clones+biggest)
 }
 
 // nfsInfoDir is where, below its DRBD mount, nfsserver keeps /var/lib/nfs.
@@ -558,15 +611,17 @@ type cibConfig struct {
 	RscDefaults *rscDefaults   `xml:"rsc_defaults,omitempty"`
 }
 
-// cibNodes is empty in the image: Pacemaker adds each node as it joins.
-// Tests fill it (and Status) to simulate a running cluster.
+// cibNodes holds the plan's nodes, by their corosync node ids, with their
+// memory as utilization; Pacemaker finds them there as they join. Tests
+// fill Status to simulate a running cluster.
 type cibNodes struct {
 	Nodes []cibNode `xml:"node"`
 }
 
 type cibNode struct {
-	ID    string `xml:"id,attr"`
-	Uname string `xml:"uname,attr"`
+	ID          string `xml:"id,attr"`
+	Uname       string `xml:"uname,attr"`
+	Utilization *nvset `xml:"utilization,omitempty"`
 }
 
 // cibStatus is written empty; its content is opaque to the generator.
@@ -628,6 +683,7 @@ type primitive struct {
 	Type     string   `xml:"type,attr"`
 	Instance *nvset   `xml:"instance_attributes,omitempty"`
 	Meta     *nvset   `xml:"meta_attributes,omitempty"`
+	Util     *nvset   `xml:"utilization,omitempty"`
 	Ops      []op     `xml:"operations>op"`
 }
 

@@ -315,8 +315,8 @@ func checkResourceDetails(t *testing.T, pl *builder.Plan, root xmlNode) {
 			} else if p.attr("class") != "systemd" || p.attr("type") != sv.Unit {
 				t.Errorf("%s: %v", sv.Name, p.Attrs)
 			}
-			if sv.Unit == "puppetserver" && timeout(p, "start") != "900s" {
-				t.Errorf("puppetserver start timeout %q, want 900s", timeout(p, "start"))
+			if sv.Unit == "puppetserver" && timeout(p, "start") != "1800s" {
+				t.Errorf("puppetserver start timeout %q, want 1800s", timeout(p, "start"))
 			}
 			if sv.DRBD != "" {
 				fs := prims[sv.Name+"-fs"].nvpairs("instance_attributes")
