@@ -30,9 +30,8 @@ func liveCIB(t *testing.T, pl *builder.Plan, cib []byte) []byte {
 		status.WriteString(`</instance_attributes></transient_attributes></node_state>`)
 	}
 	s := withWatchdog(t, pl, cib)
-	if strings.Contains(s, "<nodes></nodes>") { // a CIB that does not place by memory names no node
-		s = strings.Replace(s, "<nodes></nodes>", "<nodes>"+nodes.String()+"</nodes>", 1)
-	}
+	// A CIB that does not place by memory names no node.
+	s = strings.Replace(s, "<nodes></nodes>", "<nodes>"+nodes.String()+"</nodes>", 1)
 	for _, r := range []struct{ old, new string }{
 		{"<status></status>", "<status>" + status.String() + "</status>"},
 		{"<cib ", `<cib have-quorum="1" `},
