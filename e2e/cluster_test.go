@@ -23,7 +23,7 @@ import (
 // cores (three 1-vCPU guests). They are bounds, not delays: each stage
 // ends as soon as its condition holds, and its time is logged.
 const (
-	formTimeout   = 45 * time.Minute
+	formTimeout   = 60 * time.Minute
 	rejoinTimeout = 30 * time.Minute
 	// failoverTimeout: the 60 s is for the singletons a small
 	// node runs; puppetserver's JVM alone takes minutes to start under

@@ -97,6 +97,7 @@ func Generators() []Generator {
 		{"apache", apache},
 		{"mariadb", mariadb},
 		{"pound", pound},
+		{"puppet", puppetCA},
 		{"scm", scm},
 		{"firstboot", firstboot},
 	}

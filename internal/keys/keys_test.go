@@ -2,7 +2,10 @@ package keys
 
 import (
 	"bytes"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"os"
 	"os/exec"
@@ -169,5 +172,45 @@ func TestFingerprint(t *testing.T) {
 	// Not a key derived from the secret: a label collision cannot leak one.
 	if fp == hex.EncodeToString(a.Bytes("", 8)) || strings.Contains(fp, hex.EncodeToString(secret[:4])) {
 		t.Error("fingerprint looks derived like a key")
+	}
+}
+
+// TestRSA: the same ring and label give the same valid key, another label
+// or ring another; OpenSSL reads it and finds it consistent.
+func TestRSA(t *testing.T) {
+	site, _ := New([]byte("0123456789abcdef0123456789abcdef"))
+	r1, r2 := site.Cluster("lab-seed"), site.Cluster("prod-seed")
+	derive := func(r *Ring, label string, bits int) *rsa.PrivateKey {
+		t.Helper()
+		start := time.Now()
+		k, err := r.RSA(label, bits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.N.BitLen() != bits {
+			t.Fatalf("%s: %d bits, want %d", label, k.N.BitLen(), bits)
+		}
+		t.Logf("%s: %d bits in %s", label, bits, time.Since(start).Round(time.Millisecond))
+		return k
+	}
+	a := derive(r1, "a", 2048)
+	rsaCache.Clear() // derive it again, not from the cache
+	if again := derive(r1, "a", 2048); !a.Equal(again) {
+		t.Fatal("not reproducible")
+	}
+	if b, prod := derive(r1, "b", 2048), derive(r2, "a", 2048); a.N.Cmp(b.N) == 0 || a.N.Cmp(prod.N) == 0 {
+		t.Fatal("two labels or two rings gave one key")
+	}
+	if _, err := r1.RSA("x", 1024); err == nil {
+		t.Error("a 1024-bit key was derived")
+	}
+	big := derive(r1, "ca", 4096)
+	testenv.Tools(t, "openssl")
+	f := filepath.Join(t.TempDir(), "k.pem")
+	if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(big)}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("openssl", "rsa", "-in", f, "-check", "-noout").CombinedOutput(); err != nil || !strings.Contains(string(out), "RSA key ok") {
+		t.Fatalf("openssl rsa -check: %v\n%s", err, out)
 	}
 }
