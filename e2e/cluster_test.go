@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"os"
@@ -120,6 +122,10 @@ func TestE2EClusterWebCluster(t *testing.T) {
 	// rsyncd address with the wrapper the image ships, and gets n1's page.
 	t.Run("dr pull", func(t *testing.T) { drPull(t, b, c, page) })
 
+	// puppetserver serves TLS with the certificate the build made, under
+	// the floating service's name, and made no key of its own.
+	t.Run("puppet tls", func(t *testing.T) { puppetTLS(t, b, c, ssh) })
+
 	// A committed row, through MariaDB's floating address.
 	st := c.Status(t.Context())
 	holder := first(st.Where("mysql"))
@@ -214,6 +220,47 @@ func TestE2EClusterWebCluster(t *testing.T) {
 		return
 	}
 	partitionTest(t, b, c, ssh, sqlAs)
+}
+
+// puppetTLS: an HTTPS client that trusts only the CA in the image reaches
+// puppetserver on its floating address by the service's name, and the
+// node that runs it found its CA and its own certificate in place.
+func puppetTLS(t *testing.T, b *built, c *cluster.Cluster, ssh func(node, cmd string) (string, error)) {
+	var sv builder.Service
+	for _, s := range b.plan.Services {
+		if s.Name == "puppet" {
+			sv = s
+		}
+	}
+	if sv.IP == "" || sv.Host == "" {
+		t.Fatal("the plan has no puppet service with a floating address and name")
+	}
+	caPEM, ok := imageFile(b, b.plan.Node("n1"), "/etc/puppet/puppetserver/ca/ca_crt.pem")
+	if !ok {
+		t.Fatal("the image has no puppet CA")
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
+		t.Fatal("the image's puppet CA does not parse")
+	}
+	hc := &http.Client{Transport: &http.Transport{DialContext: c.Dial,
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: sv.Host}}}
+	if got, err := httpGet(t.Context(), hc, "https://"+sv.IP+":8140/status/v1/simple"); err != nil || got != "running" {
+		t.Errorf("GET https://%s:8140/status/v1/simple as %s = %q, %v; want running", sv.IP, sv.Host, got, err)
+	}
+	holder := first(c.Status(t.Context()).Where("puppet"))
+	if holder == "" {
+		t.Fatal("puppet runs nowhere")
+	}
+	log, err := ssh(holder, "cat /var/log/puppetserver/puppetserver.log")
+	if err != nil {
+		t.Fatalf("read puppetserver's log on %s: %v", holder, err)
+	}
+	for _, want := range []string{"CA already initialized for SSL", "Master already initialized for SSL"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("%s: puppetserver's log lacks %q: it made its own", holder, want)
+		}
+	}
 }
 
 // partitionTest cuts n1 off from n2 and n3 (not its power) while both

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -466,7 +468,81 @@ func TestServiceDropInJVM(t *testing.T) {
 		t.Errorf("puppetserver's drop-in has no %q in [Service]:\n%s", strings.TrimSpace(opt), ps)
 	}
 	db := string(mustFile(t, files, "/etc/systemd/system/mariadb.service.d/50-applbuild-pacemaker.conf").Data)
-	if strings.Contains(db, "JAVA_TOOL_OPTIONS") {
-		t.Errorf("mariadb's drop-in sets a JVM option:\n%s", db)
+	if strings.Contains(db, "JAVA_TOOL_OPTIONS") || strings.Contains(db, "ExecStartPost") {
+		t.Errorf("mariadb's drop-in sets puppetserver's options:\n%s", db)
 	}
+}
+
+// TestPuppetserverReadyWait runs the drop-in's ExecStartPost with bash as
+// systemd would ($$ unescaped, RUNTIME_DIRECTORY and MAINPID set): it
+// replaces Debian's (one empty ExecStartPost= first), returns 0 once the
+// restart file starts with 1, 1 when the main process is gone, and while
+// it waits it starts no process (Debian's started three a second).
+func TestPuppetserverReadyWait(t *testing.T) {
+	testenv.Tools(t, "bash", "sleep")
+	ps := string(mustFile(t, renderNode(t, planFor(t, "web-cluster"), "n1"),
+		"/etc/systemd/system/puppetserver.service.d/50-applbuild-pacemaker.conf").Data)
+	var cmds []string
+	for _, l := range strings.Split(ps, "\n") {
+		if v, ok := strings.CutPrefix(l, "ExecStartPost="); ok {
+			cmds = append(cmds, v)
+		}
+	}
+	if len(cmds) != 2 || cmds[0] != "" {
+		t.Fatalf("want an empty ExecStartPost= then one command, got %q", cmds)
+	}
+	argv := strings.SplitN(strings.ReplaceAll(cmds[1], "$$", "$"), " ", 3)
+	if len(argv) != 3 || argv[0] != "/bin/bash" || argv[1] != "-c" {
+		t.Fatalf("ExecStartPost is not /bin/bash -c '...': %q", cmds[1])
+	}
+	script := strings.TrimSuffix(strings.TrimPrefix(argv[2], "'"), "'")
+	run := func(t *testing.T, main *exec.Cmd, ready bool) (time.Duration, int, error) {
+		dir := t.TempDir()
+		restart := filepath.Join(dir, "restart")
+		if err := os.WriteFile(restart, []byte("0"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := main.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = main.Process.Kill(); _ = main.Wait() }()
+		w := exec.Command("bash", "-c", script)
+		w.Env = append(os.Environ(), "RUNTIME_DIRECTORY="+dir, fmt.Sprintf("MAINPID=%d", main.Process.Pid))
+		start := time.Now()
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2500 * time.Millisecond)
+		// Children of the waiting shell: none once <(:) has gone.
+		kids, rerr := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", w.Process.Pid, w.Process.Pid))
+		if rerr != nil {
+			t.Fatalf("children of the waiting shell: %v", rerr)
+		}
+		if ready {
+			if err := os.WriteFile(restart, []byte("1"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			_ = main.Process.Kill()
+			_ = main.Wait()
+		}
+		err := w.Wait()
+		return time.Since(start), len(strings.Fields(string(kids))), err
+	}
+	t.Run("ready", func(t *testing.T) {
+		d, kids, err := run(t, exec.Command("sleep", "60"), true)
+		if err != nil || d > 5*time.Second {
+			t.Errorf("returned %v after %s; want 0 within a second or two of the file saying 1", err, d)
+		}
+		if kids != 0 {
+			t.Errorf("the waiting shell had %d children", kids)
+		}
+	})
+	t.Run("main process gone", func(t *testing.T) {
+		_, _, err := run(t, exec.Command("sleep", "60"), false)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("returned %v; want exit 1", err)
+		}
+	})
 }
