@@ -1,6 +1,7 @@
 package overlays
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -302,5 +303,39 @@ func TestSystemAccessFiles(t *testing.T) {
 	pam := string(mustFile(t, files, "/etc/pam.d/sshd").Data)
 	if !strings.Contains(pam, "\naccount    required     pam_access.so\n") || strings.Count(pam, "@include") != 4 {
 		t.Errorf("pam.d/sshd:\n%s", pam)
+	}
+}
+
+// TestLogindConf: every key of the logind drop-in is one systemd-logind's
+// own parser knows (its gperf table names each "Section.Key"), and every
+// value is a time span systemd parses.
+func TestLogindConf(t *testing.T) {
+	testenv.Tools(t, "systemd-analyze")
+	const logind = "/lib/systemd/systemd-logind"
+	bin, err := os.ReadFile(logind)
+	if err != nil {
+		t.Skipf("no %s: %v", logind, err)
+	}
+	f := mustFile(t, renderNode(t, planFor(t, "web-cluster"), "n1"), "/etc/systemd/logind.conf.d/50-applbuild.conf")
+	section, keys := "", 0
+	for _, l := range strings.Split(string(f.Data), "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case l == "" || strings.HasPrefix(l, "#"):
+		case strings.HasPrefix(l, "["):
+			section = strings.Trim(l, "[]")
+		default:
+			k, v, _ := strings.Cut(l, "=")
+			keys++
+			if !bytes.Contains(bin, []byte(section+"."+k+"\x00")) {
+				t.Errorf("systemd-logind knows no %s.%s", section, k)
+			}
+			if out, err := exec.Command("systemd-analyze", "timespan", v).CombinedOutput(); err != nil {
+				t.Errorf("%s=%s: systemd-analyze timespan: %v\n%s", k, v, err, out)
+			}
+		}
+	}
+	if keys == 0 {
+		t.Fatal("the drop-in sets nothing")
 	}
 }
