@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"time"
 
@@ -190,20 +191,11 @@ func puppetServiceName(sv builder.Service) string {
 func puppetAltNames(sv builder.Service, certname string) []string {
 	names := []string{"puppet"}
 	for _, n := range []string{puppetServiceName(sv), certname} {
-		if !contains(names, n) {
+		if !slices.Contains(names, n) {
 			names = append(names, n)
 		}
 	}
 	return names
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // keyID is the subject key identifier of RFC 5280 4.2.1.2 (1): the SHA-1
