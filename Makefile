@@ -26,7 +26,7 @@ TEST_DEBS := $(BUILD_DEBS) openssh-client openssh-server sudo iproute2 shellchec
 	glusterfs-server glusterfs-client fuse3 rsync monit ifupdown \
 	apache2 libapache2-mod-svn subversion cvs mariadb-server mariadb-client \
 	lvm2 systemd-container dsh base-passwd libxen-dev gcc libc6-dev grub-common time \
-	bmap-tools gdisk qemu-utils ovmf
+	bmap-tools gdisk qemu-utils ovmf openssl
 E2E_DEBS := $(TEST_DEBS) qemu-system-x86 qemu-utils ovmf corosync-qnetd
 BENCH_DEBS := $(BUILD_DEBS) time xen-tools
 
