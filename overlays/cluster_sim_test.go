@@ -277,24 +277,31 @@ func promotedNode(c simSet) string {
 	return ""
 }
 
+// cibWithout is n1's generated CIB of pl, which must hold setting, and the
+// same CIB without it: the pair a test runs to show the setting matters.
+func cibWithout(t *testing.T, pl *builder.Plan, setting string) (cib, without string) {
+	t.Helper()
+	cib = string(mustFile(t, renderNode(t, pl, "n1"), cibPath).Data)
+	if !strings.Contains(cib, setting) {
+		t.Fatalf("%s's CIB has no %s", pl.Cluster, setting)
+	}
+	return cib, strings.Replace(cib, setting, "", 1)
+}
+
 // TestCloneRequiresNothing shows that requires=nothing is what keeps the
 // web cluster's apache2 serving on a lone node: without it, the same
 // scenario stops it.
 func TestCloneRequiresNothing(t *testing.T) {
 	testenv.Tools(t, "crm_simulate")
 	pl := planFor(t, "web-cluster")
-	cib := string(mustFile(t, renderNode(t, pl, "n1"), cibPath).Data)
-	const req = `<nvpair id="apache2-clone-meta_attributes-requires" name="requires" value="nothing"></nvpair>`
-	if !strings.Contains(cib, req) {
-		t.Fatalf("apache2-clone has no %s", req)
-	}
+	cib, without := cibWithout(t, pl, `<nvpair id="apache2-clone-meta_attributes-requires" name="requires" value="nothing"></nvpair>`)
 	for _, tc := range []struct {
 		name  string
 		cib   string
 		nodes []string
 	}{
 		{"requires=nothing", cib, []string{"n1"}},
-		{"default requires", strings.Replace(cib, req, "", 1), nil},
+		{"default requires", without, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			running := filepath.Join(t.TempDir(), "running.xml")
@@ -322,18 +329,14 @@ func TestCIBSpreadsByMemory(t *testing.T) {
 	if !placeByMemory(pl) {
 		t.Fatal("web-cluster's CIB does not place by memory")
 	}
-	cib := string(mustFile(t, renderNode(t, pl, "n1"), cibPath).Data)
-	const strategy = `<nvpair id="cib-bootstrap-options-placement-strategy" name="placement-strategy" value="balanced"></nvpair>`
-	if !strings.Contains(cib, strategy) {
-		t.Fatalf("web-cluster's CIB has no %s", strategy)
-	}
+	cib, without := cibWithout(t, pl, `<nvpair id="cib-bootstrap-options-placement-strategy" name="placement-strategy" value="balanced"></nvpair>`)
 	for _, tc := range []struct {
 		name  string
 		cib   string
 		apart bool
 	}{
 		{"balanced", cib, true},
-		{"default strategy", strings.Replace(cib, strategy, "", 1), false},
+		{"default strategy", without, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := simulate(t, liveCIB(t, pl, []byte(tc.cib)), "", "--node-down", "n1")
