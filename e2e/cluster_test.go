@@ -227,12 +227,7 @@ func TestE2EClusterWebCluster(t *testing.T) {
 // puppetserver on its floating address by the service's name, and the
 // node that runs it found its CA and its own certificate in place.
 func puppetTLS(t *testing.T, b *built, c *cluster.Cluster, ssh func(node, cmd string) (string, error)) {
-	var sv builder.Service
-	for _, s := range b.plan.Services {
-		if s.Name == "puppet" {
-			sv = s
-		}
-	}
+	sv := service(b, "puppet")
 	if sv.IP == "" || sv.Host == "" {
 		t.Fatal("the plan has no puppet service with a floating address and name")
 	}
@@ -504,14 +499,17 @@ func pairUp(t *testing.T, b *built, name string, timeout time.Duration, args ...
 	return c, cli
 }
 
-func serviceIP(b *built, name string) string {
+// service is the plan's service called name (the zero Service if none).
+func service(b *built, name string) builder.Service {
 	for _, s := range b.plan.Services {
 		if s.Name == name {
-			return s.IP
+			return s
 		}
 	}
-	return ""
+	return builder.Service{}
 }
+
+func serviceIP(b *built, name string) string { return service(b, name).IP }
 
 func first(l []string) string {
 	if len(l) == 0 {
