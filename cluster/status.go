@@ -184,6 +184,14 @@ func (c *Cluster) Status(ctx context.Context) *Status {
 			break
 		}
 	}
+	st.Endpoints = c.endpoints()
+	return st
+}
+
+// endpoints tries each floating service address from the cluster's
+// network.
+func (c *Cluster) endpoints() []Endpoint {
+	var out []Endpoint
 	for _, s := range c.Plan.Services {
 		if s.IP == "" || s.Port == 0 {
 			continue
@@ -191,9 +199,9 @@ func (c *Cluster) Status(ctx context.Context) *Status {
 		addr := net.JoinHostPort(s.IP, strconv.Itoa(s.Port))
 		e := Endpoint{Service: s.Name, Addr: addr}
 		e.Answers = dialIn(c.NetNS, addr, 3*time.Second) == nil
-		st.Endpoints = append(st.Endpoints, e)
+		out = append(out, e)
 	}
-	return st
+	return out
 }
 
 func (c *Cluster) nodeStatus(ctx context.Context, n *Node) NodeStatus {

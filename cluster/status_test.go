@@ -423,3 +423,30 @@ func TestPidFromFile(t *testing.T) {
 		t.Errorf("after killAndWait the process is still there: %d", got)
 	}
 }
+
+// TestWaitsOnlyForAnswers: the light wait (addresses alone) is taken
+// only when nothing but an answer is missing.
+func TestWaitsOnlyForAnswers(t *testing.T) {
+	c := &Cluster{Plan: *testPlan()}
+	st := clone(formedStatus())
+	st.Endpoints[0].Answers = false
+	if !waitsOnlyForAnswers(c, st) {
+		t.Errorf("a cluster missing only an answer is not seen as such: %v", c.Problems(st))
+	}
+	if st.Endpoints[0].Answers {
+		t.Error("waitsOnlyForAnswers changed the status it was given")
+	}
+	st.Nodes[0].Failed = []FailedUnit{{"var-www.mount", "mount error"}}
+	if waitsOnlyForAnswers(c, st) {
+		t.Error("a failed unit is taken for a missing answer")
+	}
+	st = clone(formedStatus())
+	st.Online = []string{"n1"}
+	st.Endpoints[0].Answers = false
+	if waitsOnlyForAnswers(c, st) {
+		t.Error("a node offline in Pacemaker is taken for a missing answer")
+	}
+	if st := (&Status{Reported: true}); waitsOnlyForAnswers(c, st) {
+		t.Error("a status with no address tried is taken for a missing answer")
+	}
+}
