@@ -187,12 +187,21 @@ func (c *Cluster) Wait(ctx context.Context, report func(elapsed time.Duration, l
 			// service's node CPU; until its address answers, or for at
 			// most two minutes, try the addresses alone. The verdict is
 			// always a full status.
-			c.awaitAnswers(ctx, st, 2*time.Minute, func(line string) {
+			rep := func(line string) {
 				if !seen[line] {
 					seen[line] = true
 					report(time.Since(start), line)
 				}
-			})
+			}
+			var missing []string
+			for _, e := range st.Endpoints {
+				if !e.Answers {
+					missing = append(missing, e.Service)
+				}
+			}
+			rep(fmt.Sprintf("waiting for %s to answer; meanwhile only the floating addresses are tried (a full status every 2 min)",
+				strings.Join(missing, ", ")))
+			c.awaitAnswers(ctx, st, 2*time.Minute, rep)
 		} else {
 			sleep(ctx, 10*time.Second)
 		}
