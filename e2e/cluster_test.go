@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -261,6 +262,20 @@ func puppetTLS(t *testing.T, b *built, c *cluster.Cluster, ssh func(node, cmd st
 	for _, want := range []string{"CA already initialized for SSL", "Master already initialized for SSL"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("%s: puppetserver's log lacks %q: it made its own", holder, want)
+		}
+	}
+	// Pacemaker's start of puppetserver ended once the JVM ran, not when
+	// it answered minutes later: a start in flight holds back every other
+	// recovery in the cluster (docs/cluster.md). exec-time is in ms.
+	ops, err := ssh(holder, `cibadmin -Q --xpath "//lrm_resource[@id='puppet']/lrm_rsc_op[@operation='start']" | grep -o 'exec-time="[0-9]*"'`)
+	if err != nil || ops == "" {
+		t.Fatalf("puppet's start in the CIB's status on %s: %q, %v", holder, ops, err)
+	}
+	for _, f := range strings.Fields(ops) {
+		ms, _ := strconv.Atoi(strings.Trim(strings.TrimPrefix(f, "exec-time="), `"`))
+		t.Logf("e2e: Pacemaker's start of puppet on %s took %d ms", holder, ms)
+		if ms > 60000 {
+			t.Errorf("Pacemaker's start of puppet took %d ms: it waits for the JVM's readiness", ms)
 		}
 	}
 }
