@@ -3,6 +3,7 @@ package overlays
 import (
 	"crypto/rsa"
 	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -11,6 +12,8 @@ import (
 	"math/big"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/applbuild/applbuild/builder"
@@ -125,7 +128,7 @@ func puppetCA(in Input) ([]File, error) {
 				Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 34380, 1, 3, 39}, Value: mustASN1(asn1.RawValue{Tag: asn1.TagUTF8String, Bytes: []byte("true")}),
 			}},
 		}
-		der, err := x509.CreateCertificate(nil, tmpl, caCert, &key.PublicKey, ca)
+		der, err := signPuppetCert(tmpl, caCert, &key.PublicKey, ca)
 		if err != nil {
 			return nil, fmt.Errorf("puppet certificate of %s: %w", n.Name, err)
 		}
@@ -153,6 +156,43 @@ func puppetCA(in Input) ([]File, error) {
 		// The next serial, as puppetserver writes it (hex, 4 digits).
 		File{Path: cadir + "/serial", Mode: 0o644, Owner: owner, Data: fmt.Appendf(nil, "%04X", len(in.Plan.Nodes)+2)})
 	return out, nil
+}
+
+// Every node's render signs every node's certificate (the CA directory is
+// the same on all of them), so a build of N nodes would make N² RSA-4096
+// signatures: 4096 for the 64-node limit. A PKCS #1 v1.5 signature is
+// deterministic, so each certificate is signed once per process and kept
+// by everything it is made of.
+var (
+	puppetCertsMu sync.Mutex
+	puppetCerts   = map[[32]byte][]byte{}
+	puppetSigned  atomic.Int64 // signatures made, for the test
+)
+
+// signPuppetCert is x509.CreateCertificate of tmpl by ca, once per
+// process for the same CA, key and template fields.
+func signPuppetCert(tmpl, caCert *x509.Certificate, pub *rsa.PublicKey, ca *rsa.PrivateKey) ([]byte, error) {
+	h := sha256.New()
+	for _, b := range [][]byte{caCert.Raw, pub.N.Bytes(), big.NewInt(int64(pub.E)).Bytes(), tmpl.SerialNumber.Bytes(),
+		[]byte(tmpl.Subject.CommonName), []byte(strings.Join(tmpl.DNSNames, "\x00")),
+		fmt.Appendf(nil, "%d/%d", tmpl.NotBefore.Unix(), tmpl.NotAfter.Unix())} {
+		fmt.Fprintf(h, "%d:", len(b))
+		h.Write(b)
+	}
+	var k [32]byte
+	h.Sum(k[:0])
+	puppetCertsMu.Lock()
+	defer puppetCertsMu.Unlock()
+	if der, ok := puppetCerts[k]; ok {
+		return der, nil
+	}
+	der, err := x509.CreateCertificate(nil, tmpl, caCert, pub, ca)
+	if err != nil {
+		return nil, err
+	}
+	puppetSigned.Add(1)
+	puppetCerts[k] = der
+	return der, nil
 }
 
 // puppetKeyBits is puppet's keylength default.

@@ -91,3 +91,32 @@ func TestPuppetCA(t *testing.T) {
 		}
 	}
 }
+
+// TestPuppetCertsSignedOnce: rendering every node of a cluster signs each
+// node's certificate once, not once per render (N², 4096 signatures of
+// RSA-4096 at the 64-node limit), and the kept certificate is the one a
+// fresh signature gives.
+func TestPuppetCertsSignedOnce(t *testing.T) {
+	pl := planFor(t, "web-cluster")
+	before := puppetSigned.Load()
+	var first []byte
+	for _, n := range pl.Nodes {
+		f := mustFile(t, renderNode(t, pl, n.Name), "/etc/puppet/puppetserver/ca/signed/"+strings.ToLower(pl.Nodes[0].FQDN)+".pem")
+		if first == nil {
+			first = f.Data
+		} else if !bytes.Equal(f.Data, first) {
+			t.Errorf("%s's render holds another certificate of %s", n.Name, pl.Nodes[0].Name)
+		}
+	}
+	if d := puppetSigned.Load() - before; d > int64(len(pl.Nodes)) {
+		t.Errorf("rendering %d nodes made %d signatures, want at most %d", len(pl.Nodes), d, len(pl.Nodes))
+	}
+	// The cache gives what signing gives.
+	puppetCertsMu.Lock()
+	clear(puppetCerts)
+	puppetCertsMu.Unlock()
+	f := mustFile(t, renderNode(t, pl, pl.Nodes[1].Name), "/etc/puppet/puppetserver/ca/signed/"+strings.ToLower(pl.Nodes[0].FQDN)+".pem")
+	if !bytes.Equal(f.Data, first) {
+		t.Error("a fresh signature differs from the kept certificate")
+	}
+}
