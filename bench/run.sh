@@ -3,7 +3,7 @@
 # run, and write docs/benchmarks.md (see bench/applbench for what and how).
 # Arguments go to bench/applbench: -runs N, -cold-runs N, -xt-runs N,
 # -truly-cold=false, -xen-tools=false, -clusters LIST (the cluster drills
-# timed, default mysql-ha,nfs-ha; "" none). BENCH_DIR (default
+# timed, default web-cluster,mysql-ha,nfs-ha; "" none). BENCH_DIR (default
 # /var/tmp/applbuild-bench) keeps the .deb pool and the last run's logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -127,9 +127,10 @@ func loadAvg() []float64 {
 func clusterReport(c *clusterResults, personalities []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Clusters: formation, failover, rejoin\n\n")
-	fmt.Fprintf(&b, "Each DRBD pair's drill as CI runs it (the e2e test itself, on the images\n"+
-		"`applbuild build` wrote, through `applbuild cluster`): two 1-vCPU guests under\n"+
-		"QEMU's software emulation on this machine's two cores, one drill at a time.\n"+
+	fmt.Fprintf(&b, "Each personality's drill is its e2e test itself (web-cluster's is the one CI\n"+
+		"runs), on the images `applbuild build` wrote, through `applbuild cluster`: every\n"+
+		"node a 1-vCPU guest under QEMU's software emulation on this machine's two\n"+
+		"cores, one drill at a time.\n"+
 		"No peer tool boots and fails over a whole cluster, so there is no ratio here.\n"+
 		"Finished %s; load after the runs %v.\n\n", c.Finished.UTC().Format("2006-01-02 15:04 UTC"), c.Load)
 	for _, p := range personalities {

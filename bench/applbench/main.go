@@ -100,7 +100,7 @@ func main() {
 	flag.BoolVar(&c.trulyCold, "truly-cold", true, "also build once with no .debs at all (always done when the pool is empty)")
 	flag.BoolVar(&c.xenTools, "xen-tools", true, "measure xen-create-image")
 	flag.StringVar(&c.physical, "physical", "scm", "the one-node personality measured as a raw disk and a stick (\"\": none)")
-	flag.StringVar(&c.clusters, "clusters", "mysql-ha,nfs-ha", "the personalities whose cluster drills (the e2e tests) are timed, comma-separated: mysql-ha, nfs-ha, web-cluster (\"\": none)")
+	flag.StringVar(&c.clusters, "clusters", "web-cluster,mysql-ha,nfs-ha", "the personalities whose cluster drills (the e2e tests) are timed, comma-separated: mysql-ha, nfs-ha, web-cluster (\"\": none)")
 	from := flag.String("from", "", "write the report from a results.json a run saved, measuring nothing")
 	flag.Parse()
 	if *from != "" {
