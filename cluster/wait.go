@@ -201,7 +201,7 @@ func (c *Cluster) Wait(ctx context.Context, report func(elapsed time.Duration, l
 			}
 			rep(fmt.Sprintf("waiting for %s to answer; meanwhile only the floating addresses are tried (a full status every 2 min)",
 				strings.Join(missing, ", ")))
-			c.awaitAnswers(ctx, st, 2*time.Minute, rep)
+			c.awaitAnswers(ctx, 2*time.Minute, rep)
 		} else {
 			sleep(ctx, 10*time.Second)
 		}
@@ -229,7 +229,7 @@ func waitsOnlyForAnswers(c *Cluster, st *Status) bool {
 
 // awaitAnswers tries the floating addresses every 10 s until all answer
 // or max has passed, reporting each address that comes to answer.
-func (c *Cluster) awaitAnswers(ctx context.Context, st *Status, max time.Duration, report func(string)) {
+func (c *Cluster) awaitAnswers(ctx context.Context, max time.Duration, report func(string)) {
 	deadline := time.Now().Add(max)
 	for time.Now().Before(deadline) {
 		if !sleep(ctx, 10*time.Second) {
